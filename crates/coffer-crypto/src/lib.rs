@@ -1,0 +1,174 @@
+//! The one place for cryptography in Coffer: the root keyring and the wrapping of secrets under it.
+//!
+//! Wrapped blob format (version 1):
+//! `0x01 | nonce (12) | AES-256-GCM ciphertext | tag (16)`, with caller-supplied AAD binding the
+//! blob to its purpose (e.g. `"iam-secret:" + access key id`), so a blob moved to another row fails.
+
+use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
+use zeroize::{Zeroize, Zeroizing};
+
+pub const ROOT_KEY_LEN: usize = 32;
+const WRAP_VERSION: u8 = 1;
+const TAG_LEN: usize = 16;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum CryptoError {
+    #[error("invalid key length: expected {ROOT_KEY_LEN} bytes")]
+    KeyLength,
+    #[error("ciphertext could not be authenticated")]
+    Unauthentic,
+    #[error("random generator failure")]
+    Random,
+}
+
+/// Fills `buf` from the system's secure random generator.
+pub fn random_fill(buf: &mut [u8]) -> Result<(), CryptoError> {
+    aws_lc_rs::rand::fill(buf).map_err(|_| CryptoError::Random)
+}
+
+/// The 256-bit root key that wraps every secret Coffer stores. Never printed; zeroized on drop.
+pub struct RootKey {
+    bytes: Zeroizing<[u8; ROOT_KEY_LEN]>,
+    aead: LessSafeKey,
+}
+
+impl std::fmt::Debug for RootKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RootKey(<redacted>)")
+    }
+}
+
+impl RootKey {
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, CryptoError> {
+        if bytes.len() != ROOT_KEY_LEN {
+            return Err(CryptoError::KeyLength);
+        }
+        let mut arr = Zeroizing::new([0u8; ROOT_KEY_LEN]);
+        arr.copy_from_slice(bytes);
+        let unbound =
+            UnboundKey::new(&AES_256_GCM, &arr[..]).map_err(|_| CryptoError::KeyLength)?;
+        Ok(RootKey {
+            bytes: arr,
+            aead: LessSafeKey::new(unbound),
+        })
+    }
+
+    pub fn generate() -> Result<Self, CryptoError> {
+        let mut k = Zeroizing::new([0u8; ROOT_KEY_LEN]);
+        random_fill(&mut k[..])?;
+        Self::from_bytes(&k[..])
+    }
+
+    /// The raw key, for writing it to its file once at generation.
+    pub fn expose_bytes(&self) -> &[u8] {
+        &self.bytes[..]
+    }
+
+    /// A short non-secret fingerprint (first 8 bytes of SHA-256 over a domain-separated key), to
+    /// detect that a data dir is opened with another root key.
+    pub fn fingerprint(&self) -> String {
+        let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+        ctx.update(b"coffer-root-key-fingerprint-v1");
+        ctx.update(&self.bytes[..]);
+        let d = ctx.finish();
+        d.as_ref()[..8].iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// Encrypts `plaintext` bound to `aad`.
+    pub fn wrap(&self, aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, CryptoError> {
+        let mut nonce = [0u8; NONCE_LEN];
+        random_fill(&mut nonce)?;
+        let mut out = Vec::with_capacity(1 + NONCE_LEN + plaintext.len() + TAG_LEN);
+        out.push(WRAP_VERSION);
+        out.extend_from_slice(&nonce);
+        let mut buf = plaintext.to_vec();
+        let res = self.aead.seal_in_place_append_tag(
+            Nonce::assume_unique_for_key(nonce),
+            Aad::from(aad),
+            &mut buf,
+        );
+        if res.is_err() {
+            buf.zeroize();
+            return Err(CryptoError::Unauthentic);
+        }
+        out.extend_from_slice(&buf);
+        Ok(out)
+    }
+
+    /// Decrypts a blob made by [`RootKey::wrap`] with the same `aad`. The plaintext is zeroized on drop.
+    pub fn unwrap(&self, aad: &[u8], blob: &[u8]) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+        if blob.len() < 1 + NONCE_LEN + TAG_LEN || blob[0] != WRAP_VERSION {
+            return Err(CryptoError::Unauthentic);
+        }
+        let mut nonce = [0u8; NONCE_LEN];
+        nonce.copy_from_slice(&blob[1..1 + NONCE_LEN]);
+        let mut buf = Zeroizing::new(blob[1 + NONCE_LEN..].to_vec());
+        let n = self
+            .aead
+            .open_in_place(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(aad),
+                &mut buf,
+            )
+            .map_err(|_| CryptoError::Unauthentic)?
+            .len();
+        buf.truncate(n);
+        Ok(buf)
+    }
+}
+
+/// Constant-time equality of two byte strings.
+pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    aws_lc_rs::constant_time::verify_slices_are_equal(a, b).is_ok()
+}
+
+/// Lowercase hex SHA-256.
+pub fn sha256_hex(data: &[u8]) -> String {
+    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, data);
+    d.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wrap_roundtrip_and_tamper() {
+        let k = RootKey::generate().unwrap();
+        let blob = k.wrap(b"ctx", b"secret value").unwrap();
+        assert_eq!(&k.unwrap(b"ctx", &blob).unwrap()[..], b"secret value");
+        // wrong aad
+        assert_eq!(k.unwrap(b"other", &blob), Err(CryptoError::Unauthentic));
+        // every bit flip fails
+        for i in 0..blob.len() {
+            for bit in 0..8 {
+                let mut b = blob.clone();
+                b[i] ^= 1 << bit;
+                assert!(k.unwrap(b"ctx", &b).is_err(), "flip at {i}/{bit}");
+            }
+        }
+        // truncation fails
+        for n in 0..blob.len() {
+            assert!(k.unwrap(b"ctx", &blob[..n]).is_err());
+        }
+        // another key fails
+        let k2 = RootKey::generate().unwrap();
+        assert!(k2.unwrap(b"ctx", &blob).is_err());
+    }
+
+    #[test]
+    fn nonces_differ_and_debug_redacts() {
+        let k = RootKey::from_bytes(&[7u8; 32]).unwrap();
+        assert_ne!(k.wrap(b"", b"x").unwrap(), k.wrap(b"", b"x").unwrap());
+        assert_eq!(format!("{k:?}"), "RootKey(<redacted>)");
+        assert!(RootKey::from_bytes(&[0u8; 31]).is_err());
+        assert_eq!(k.fingerprint().len(), 16);
+    }
+
+    #[test]
+    fn constant_time_eq() {
+        assert!(ct_eq(b"abc", b"abc"));
+        assert!(!ct_eq(b"abc", b"abd"));
+        assert!(!ct_eq(b"abc", b"ab"));
+    }
+}

@@ -1,0 +1,755 @@
+//! The HTTP edge: one listener for KMS, S3, IAM and STS. Classifies each request by protocol,
+//! authenticates it with SigV4, decodes it, calls the service, and encodes the result or the
+//! error in the protocol's shape.
+
+pub mod encode;
+pub mod tls;
+
+use bytes::Bytes;
+use coffer_core::{RequestContext, ServiceError};
+use coffer_iam::{CredentialError, Iam, Params};
+use coffer_sigv4::{AuthError, Flavor, ParsedAuth, Secret, SigningKeyCache};
+use encode::{IAM_NS, STS_NS};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+/// Largest IAM/STS/KMS request body accepted (policies are at most 128 KiB, URL-encoded).
+const MAX_QUERY_BODY: usize = 1 << 20;
+
+pub type Body = Full<Bytes>;
+
+/// Everything the request handler needs; shared by all connections.
+pub struct App {
+    pub iam: Arc<Iam>,
+    pub region: String,
+    pub sig_cache: SigningKeyCache,
+    pub clock: Arc<dyn coffer_core::Clock>,
+    pub secure: bool,
+}
+
+/// The protocol a request speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Proto {
+    Kms,
+    Iam,
+    Sts,
+    S3,
+}
+
+impl Proto {
+    fn signing_name(self) -> &'static str {
+        match self {
+            Proto::Kms => "kms",
+            Proto::Iam => "iam",
+            Proto::Sts => "sts",
+            Proto::S3 => "s3",
+        }
+    }
+}
+
+struct Reply {
+    proto: Proto,
+    request_id: String,
+}
+
+fn request_id_for(proto: Proto) -> String {
+    match proto {
+        // S3 request ids are 16 upper-case hex characters.
+        Proto::S3 => coffer_core::ids::random_id("", 16)
+            .chars()
+            .map(|c| {
+                if c.is_ascii_digit() || ('A'..='F').contains(&c) {
+                    c
+                } else {
+                    'A'
+                }
+            })
+            .collect(),
+        _ => coffer_core::ids::uuid(),
+    }
+}
+
+fn with_common(mut r: Response<Body>, proto: Proto, rid: &str) -> Response<Body> {
+    let h = r.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(rid) {
+        match proto {
+            Proto::S3 => {
+                h.insert("x-amz-request-id", v);
+                if let Ok(id2) = HeaderValue::from_str(&host_id()) {
+                    h.insert("x-amz-id-2", id2);
+                }
+            }
+            _ => {
+                h.insert("x-amzn-requestid", v);
+            }
+        }
+    }
+    if let Ok(d) = HeaderValue::from_str(&httpdate(time::OffsetDateTime::now_utc())) {
+        h.insert(header::DATE, d);
+    }
+    h.insert(header::SERVER, HeaderValue::from_static("Coffer"));
+    r
+}
+
+/// S3's `x-amz-id-2`: an opaque token per response.
+fn host_id() -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(coffer_core::ids::token(24))
+}
+
+fn httpdate(t: time::OffsetDateTime) -> String {
+    const DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    format!(
+        "{}, {:02} {} {} {:02}:{:02}:{:02} GMT",
+        DAYS[t.weekday().number_days_from_monday() as usize],
+        t.day(),
+        MONTHS[u8::from(t.month()) as usize - 1],
+        t.year(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
+}
+
+fn response(status: u16, content_type: &'static str, body: String) -> Response<Body> {
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r
+}
+
+impl Reply {
+    fn error(&self, e: &ServiceError, extra: &[(&str, String)], head: bool) -> Response<Body> {
+        let r = match self.proto {
+            Proto::Kms => response(
+                e.status,
+                "application/x-amz-json-1.1",
+                encode::json_error(e),
+            ),
+            Proto::Iam => response(
+                e.status,
+                "text/xml",
+                encode::query_error(IAM_NS, e, &self.request_id),
+            ),
+            Proto::Sts => response(
+                e.status,
+                "text/xml",
+                encode::query_error(STS_NS, e, &self.request_id),
+            ),
+            Proto::S3 => {
+                let body = if head {
+                    String::new()
+                } else {
+                    encode::s3_error(e, extra, &self.request_id, &host_id())
+                };
+                response(e.status, "application/xml", body)
+            }
+        };
+        with_common(r, self.proto, &self.request_id)
+    }
+}
+
+/// Maps a SigV4 failure to the service's own error (aws-behavior.md §1.6).
+fn auth_error(
+    proto: Proto,
+    e: &AuthError,
+    access_key: &str,
+) -> (ServiceError, Vec<(&'static str, String)>) {
+    const SIG_TEXT: &str = "The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method. Consult the service documentation for details.";
+    match (proto, e) {
+        (
+            Proto::S3,
+            AuthError::SignatureMismatch {
+                canonical_request,
+                string_to_sign,
+            },
+        ) => (
+            ServiceError::new(
+                "SignatureDoesNotMatch",
+                403,
+                "The request signature we calculated does not match the signature you provided. Check your key and signing method.",
+            ),
+            vec![
+                ("AWSAccessKeyId", access_key.to_string()),
+                ("StringToSign", string_to_sign.clone()),
+                ("CanonicalRequest", canonical_request.clone()),
+            ],
+        ),
+        (Proto::Kms, AuthError::SignatureMismatch { .. }) => (
+            ServiceError::new("InvalidSignatureException", 400, SIG_TEXT),
+            vec![],
+        ),
+        (_, AuthError::SignatureMismatch { .. }) => (
+            ServiceError::new("SignatureDoesNotMatch", 403, SIG_TEXT),
+            vec![],
+        ),
+        (
+            Proto::S3,
+            AuthError::Skewed {
+                request_time,
+                server_time,
+            },
+        ) => (
+            ServiceError::new(
+                "RequestTimeTooSkewed",
+                403,
+                "The difference between the request time and the current time is too large.",
+            ),
+            vec![
+                ("RequestTime", coffer_sigv4::format_amz_date(*request_time)),
+                ("ServerTime", coffer_core::iso8601(*server_time)),
+                ("MaxAllowedSkewMilliseconds", "900000".into()),
+            ],
+        ),
+        (
+            Proto::Kms,
+            AuthError::Skewed {
+                request_time,
+                server_time,
+            },
+        ) => (
+            ServiceError::new(
+                "InvalidSignatureException",
+                400,
+                coffer_sigv4::kms_skew_message(*request_time, *server_time),
+            ),
+            vec![],
+        ),
+        (
+            _,
+            AuthError::Skewed {
+                request_time,
+                server_time,
+            },
+        ) => (
+            ServiceError::new(
+                "SignatureDoesNotMatch",
+                403,
+                coffer_sigv4::kms_skew_message(*request_time, *server_time),
+            ),
+            vec![],
+        ),
+        (
+            Proto::S3,
+            AuthError::Expired {
+                expires_at,
+                server_time,
+            },
+        ) => (
+            ServiceError::new("AccessDenied", 403, "Request has expired"),
+            vec![
+                ("Expires", coffer_core::iso8601(*expires_at)),
+                ("ServerTime", coffer_core::iso8601(*server_time)),
+            ],
+        ),
+        (Proto::Kms, AuthError::Expired { .. }) => (
+            ServiceError::new("InvalidSignatureException", 400, "Signature expired"),
+            vec![],
+        ),
+        (_, AuthError::Expired { .. }) => (
+            ServiceError::new("SignatureDoesNotMatch", 403, "Signature expired"),
+            vec![],
+        ),
+        (Proto::S3, AuthError::HeadersNotSigned(h)) => (
+            ServiceError::new(
+                "AccessDenied",
+                403,
+                "There were headers present in the request which were not signed",
+            ),
+            vec![("HeadersNotSigned", h.join(", "))],
+        ),
+        (Proto::Kms, AuthError::HeadersNotSigned(_)) => (
+            ServiceError::new("InvalidSignatureException", 400, SIG_TEXT),
+            vec![],
+        ),
+        (_, AuthError::HeadersNotSigned(_)) => (
+            ServiceError::new("SignatureDoesNotMatch", 403, SIG_TEXT),
+            vec![],
+        ),
+        (Proto::S3, AuthError::QueryParams(m)) => (
+            ServiceError::new("AuthorizationQueryParametersError", 400, m.clone()),
+            vec![],
+        ),
+        (Proto::S3, AuthError::Malformed(m)) => (
+            ServiceError::new("AuthorizationHeaderMalformed", 400, m.clone()),
+            vec![],
+        ),
+        (Proto::S3, AuthError::UnsupportedAlgorithm(m)) => {
+            (ServiceError::new("NotImplemented", 501, m.clone()), vec![])
+        }
+        (
+            Proto::Kms,
+            AuthError::QueryParams(m)
+            | AuthError::Malformed(m)
+            | AuthError::UnsupportedAlgorithm(m),
+        ) => (
+            ServiceError::new("IncompleteSignatureException", 400, m.clone()),
+            vec![],
+        ),
+        (
+            _,
+            AuthError::QueryParams(m)
+            | AuthError::Malformed(m)
+            | AuthError::UnsupportedAlgorithm(m),
+        ) => (
+            ServiceError::new("IncompleteSignature", 400, m.clone()),
+            vec![],
+        ),
+        (_, AuthError::ContentSha256Mismatch { client, computed }) => (
+            ServiceError::new(
+                "XAmzContentSHA256Mismatch",
+                400,
+                "The provided 'x-amz-content-sha256' header does not match what was computed.",
+            ),
+            vec![
+                ("ClientComputedContentSHA256", client.clone()),
+                ("S3ComputedContentSHA256", computed.clone()),
+            ],
+        ),
+        (_, AuthError::BadChunk(m)) => (
+            ServiceError::new("SignatureDoesNotMatch", 403, m.clone()),
+            vec![],
+        ),
+    }
+}
+
+fn credential_error(
+    proto: Proto,
+    e: &CredentialError,
+    access_key: &str,
+) -> (ServiceError, Vec<(&'static str, String)>) {
+    match (proto, e) {
+        (_, CredentialError::Internal) => (ServiceError::internal(), vec![]),
+        (Proto::S3, CredentialError::UnknownAccessKey) => (
+            ServiceError::new(
+                "InvalidAccessKeyId",
+                403,
+                "The AWS Access Key Id you provided does not exist in our records.",
+            ),
+            vec![("AWSAccessKeyId", access_key.to_string())],
+        ),
+        (Proto::S3, CredentialError::InvalidToken) => (
+            ServiceError::new(
+                "InvalidToken",
+                400,
+                "The provided token is malformed or otherwise invalid.",
+            ),
+            vec![],
+        ),
+        (Proto::S3, CredentialError::ExpiredToken) => (
+            ServiceError::new("ExpiredToken", 400, "The provided token has expired."),
+            vec![],
+        ),
+        (Proto::Kms, CredentialError::UnknownAccessKey | CredentialError::InvalidToken) => (
+            ServiceError::new(
+                "UnrecognizedClientException",
+                400,
+                "The security token included in the request is invalid.",
+            ),
+            vec![],
+        ),
+        (Proto::Kms, CredentialError::ExpiredToken) => (
+            ServiceError::new(
+                "ExpiredTokenException",
+                400,
+                "The security token included in the request is expired",
+            ),
+            vec![],
+        ),
+        (_, CredentialError::UnknownAccessKey | CredentialError::InvalidToken) => (
+            ServiceError::new(
+                "InvalidClientTokenId",
+                403,
+                "The security token included in the request is invalid.",
+            ),
+            vec![],
+        ),
+        (_, CredentialError::ExpiredToken) => (
+            ServiceError::new(
+                "ExpiredToken",
+                403,
+                "The security token included in the request is expired",
+            ),
+            vec![],
+        ),
+    }
+}
+
+fn classify(headers: &HeaderMap, auth: Option<&ParsedAuth>, form: Option<&Params>) -> Proto {
+    if headers
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.starts_with("TrentService."))
+    {
+        return Proto::Kms;
+    }
+    if let Some(p) = form {
+        match p.opt("Version") {
+            Some("2011-06-15") => return Proto::Sts,
+            Some("2010-05-08") => return Proto::Iam,
+            _ => {}
+        }
+    }
+    match auth.map(|a| a.service.as_str()) {
+        Some("kms") => Proto::Kms,
+        Some("iam") => Proto::Iam,
+        Some("sts") => Proto::Sts,
+        _ => Proto::S3,
+    }
+}
+
+fn is_form(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.to_ascii_lowercase()
+                .starts_with("application/x-www-form-urlencoded")
+        })
+}
+
+impl App {
+    /// Handles one request.
+    pub async fn handle(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+        peer: SocketAddr,
+    ) -> Response<Body> {
+        let (parts, body) = req.into_parts();
+        if parts.uri.path() == "/_coffer/health" && parts.method == Method::GET {
+            let r = response(
+                200,
+                "application/json",
+                serde_json::json!({"status": "ok", "service": "coffer", "version": env!("CARGO_PKG_VERSION")}).to_string(),
+            );
+            return r;
+        }
+        let parsed = coffer_sigv4::parse(&parts.method, &parts.uri, &parts.headers);
+        let auth_scope = parsed.as_ref().ok().and_then(|a| a.as_ref());
+        // Query APIs need their body to be classified; others are classified by header/scope.
+        let maybe_query = auth_scope
+            .map(|a| a.service == "iam" || a.service == "sts")
+            .unwrap_or(false)
+            || (auth_scope.is_none() && parts.method == Method::POST && is_form(&parts.headers));
+        let pre = classify(&parts.headers, auth_scope, None);
+        let needs_body = maybe_query || pre == Proto::Kms;
+        let body_bytes = if needs_body {
+            match Limited::new(body, MAX_QUERY_BODY).collect().await {
+                Ok(b) => b.to_bytes(),
+                Err(_) => {
+                    let rid = request_id_for(pre);
+                    let reply = Reply {
+                        proto: pre,
+                        request_id: rid,
+                    };
+                    return reply.error(
+                        &ServiceError::new(
+                            "RequestEntityTooLarge",
+                            413,
+                            "Request body is too large.",
+                        ),
+                        &[],
+                        false,
+                    );
+                }
+            }
+        } else {
+            Bytes::new()
+        };
+        let form = if maybe_query || (is_form(&parts.headers) && pre != Proto::Kms) {
+            let mut pairs: Vec<(String, String)> =
+                form_urlencoded::parse(&body_bytes).into_owned().collect();
+            if let Some(q) = parts.uri.query() {
+                pairs.extend(form_urlencoded::parse(q.as_bytes()).into_owned());
+            }
+            Some(Params::from_pairs(
+                pairs.into_iter().filter(|(k, _)| !k.starts_with("X-Amz-")),
+            ))
+        } else {
+            None
+        };
+        let proto = classify(&parts.headers, auth_scope, form.as_ref());
+        let reply = Reply {
+            proto,
+            request_id: request_id_for(proto),
+        };
+        let head = parts.method == Method::HEAD;
+
+        // ---- authenticate ----
+        let auth = match parsed {
+            Err(e) => {
+                let (se, extra) = auth_error(proto, &e, "");
+                return reply.error(&se, &extra, head);
+            }
+            Ok(None) => {
+                let e = match proto {
+                    Proto::Kms => ServiceError::new(
+                        "MissingAuthenticationTokenException",
+                        400,
+                        "Missing Authentication Token",
+                    ),
+                    Proto::Iam | Proto::Sts => ServiceError::new(
+                        "MissingAuthenticationToken",
+                        403,
+                        "Request is missing Authentication Token",
+                    ),
+                    Proto::S3 => ServiceError::new("AccessDenied", 403, "Access Denied"),
+                };
+                return reply.error(&e, &[], head);
+            }
+            Ok(Some(a)) => a,
+        };
+        if auth.service != proto.signing_name() {
+            let e = ServiceError::new(
+                if proto == Proto::Kms {
+                    "InvalidSignatureException"
+                } else if proto == Proto::S3 {
+                    "AuthorizationHeaderMalformed"
+                } else {
+                    "SignatureDoesNotMatch"
+                },
+                if proto == Proto::Kms || proto == Proto::S3 {
+                    400
+                } else {
+                    403
+                },
+                format!(
+                    "Credential should be scoped to correct service: '{}'. ",
+                    proto.signing_name()
+                ),
+            );
+            return reply.error(&e, &[], head);
+        }
+        // IAM and STS accept any region in the scope (clients sign with their configured region).
+        if matches!(proto, Proto::Kms | Proto::S3) && auth.region != self.region {
+            let e = if proto == Proto::S3 {
+                ServiceError::new(
+                    "AuthorizationHeaderMalformed",
+                    400,
+                    format!(
+                        "The authorization header is malformed; the region '{}' is wrong; expecting '{}'",
+                        auth.region, self.region
+                    ),
+                )
+            } else {
+                ServiceError::new(
+                    "InvalidSignatureException",
+                    400,
+                    "Credential should be scoped to a valid region. ",
+                )
+            };
+            return reply.error(&e, &[("Region", self.region.clone())], head);
+        }
+        let iam = self.iam.clone();
+        let key_id = auth.access_key_id.clone();
+        let token = auth.security_token.clone();
+        let resolved =
+            tokio::task::spawn_blocking(move || iam.resolve(&key_id, token.as_deref())).await;
+        let resolved = match resolved {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => {
+                let (se, extra) = credential_error(proto, &e, &auth.access_key_id);
+                return reply.error(&se, &extra, head);
+            }
+            Err(_) => return reply.error(&ServiceError::internal(), &[], head),
+        };
+        let (flavor, payload_hash) = match proto {
+            Proto::S3 => match auth.s3_payload_hash() {
+                Some(h) => (Flavor::S3, h.to_string()),
+                None => {
+                    let e = ServiceError::new(
+                        "InvalidRequest",
+                        400,
+                        "Missing required header for this request: x-amz-content-sha256",
+                    );
+                    return reply.error(&e, &[], head);
+                }
+            },
+            _ => (Flavor::Standard, coffer_sigv4::sha256_hex(&body_bytes)),
+        };
+        let secret = Secret::new(resolved.secret.to_string());
+        let now = self.clock.now();
+        if let Err(e) = coffer_sigv4::verify_with_cache(
+            &auth,
+            &secret,
+            &parts.method,
+            &parts.uri,
+            &parts.headers,
+            &payload_hash,
+            flavor,
+            now,
+            Some(&self.sig_cache),
+        ) {
+            let (se, extra) = auth_error(proto, &e, &auth.access_key_id);
+            return reply.error(&se, &extra, head);
+        }
+        if resolved.principal.access_key_id.starts_with("AKIA")
+            || !auth.access_key_id.starts_with("ASIA")
+        {
+            let iam = self.iam.clone();
+            let (k, svc, region) = (
+                auth.access_key_id.clone(),
+                proto.signing_name().to_string(),
+                auth.region.clone(),
+            );
+            tokio::task::spawn_blocking(move || iam.note_key_used(&k, &svc, &region));
+        }
+        let ctx = RequestContext {
+            principal: resolved.principal,
+            source_ip: Some(canonical_ip(peer.ip())),
+            secure_transport: self.secure,
+            now,
+            request_id: reply.request_id.clone(),
+            region: auth.region.clone(),
+            user_agent: parts
+                .headers
+                .get(header::USER_AGENT)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string),
+        };
+
+        // ---- dispatch ----
+        match proto {
+            Proto::Iam | Proto::Sts => {
+                let params = form.unwrap_or_default();
+                let Some(action) = params.opt("Action").map(str::to_string) else {
+                    return reply.error(
+                        &ServiceError::new("MissingAction", 400, "Missing Action"),
+                        &[],
+                        false,
+                    );
+                };
+                let iam = self.iam.clone();
+                let ctx2 = ctx.clone();
+                let action2 = action.clone();
+                let result = tokio::task::spawn_blocking(move || {
+                    if proto == Proto::Sts {
+                        iam.handle_sts(&ctx2, &action2, &params)
+                    } else {
+                        iam.handle(&ctx2, &action2, &params)
+                    }
+                })
+                .await
+                .unwrap_or_else(|_| Err(ServiceError::internal()));
+                match result {
+                    Ok(out) => {
+                        tracing::info!(request_id = %ctx.request_id, principal = %ctx.principal.arn, action = %action, "ok");
+                        let ns = if proto == Proto::Sts { STS_NS } else { IAM_NS };
+                        let body =
+                            encode::query_response(&action, ns, out.as_ref(), &reply.request_id);
+                        with_common(response(200, "text/xml", body), proto, &reply.request_id)
+                    }
+                    Err(e) => {
+                        tracing::info!(request_id = %ctx.request_id, principal = %ctx.principal.arn, action = %action, code = %e.code, "error");
+                        reply.error(&e, &[], false)
+                    }
+                }
+            }
+            Proto::Kms => {
+                let target = parts
+                    .headers
+                    .get("x-amz-target")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("")
+                    .trim_start_matches("TrentService.")
+                    .to_string();
+                let e = ServiceError::new(
+                    "UnknownOperationException",
+                    400,
+                    format!("Coffer does not implement the KMS operation '{target}' yet."),
+                );
+                reply.error(&e, &[], false)
+            }
+            Proto::S3 => {
+                let e = ServiceError::new(
+                    "NotImplemented",
+                    501,
+                    "A header you provided implies functionality that is not implemented: Coffer does not implement this S3 operation yet.",
+                );
+                reply.error(&e, &[], head)
+            }
+        }
+    }
+}
+
+fn canonical_ip(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6
+            .to_ipv4_mapped()
+            .map(IpAddr::V4)
+            .unwrap_or(IpAddr::V6(v6)),
+        v4 => v4,
+    }
+}
+
+/// Serves `app` on `listener` until `shutdown` resolves, then drains in-flight connections
+/// (at most `drain` long).
+pub async fn serve(
+    listener: TcpListener,
+    app: Arc<App>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    shutdown: impl std::future::Future<Output = ()>,
+    drain: Duration,
+) {
+    use hyper_util::rt::TokioIo;
+    use hyper_util::server::graceful::GracefulShutdown;
+    let graceful = GracefulShutdown::new();
+    let http = hyper::server::conn::http1::Builder::new();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(x) => x,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let app = app.clone();
+                let svc = hyper::service::service_fn(move |req| {
+                    let app = app.clone();
+                    async move { Ok::<_, std::convert::Infallible>(app.handle(req, peer).await) }
+                });
+                match &tls {
+                    None => {
+                        let conn = http.serve_connection(TokioIo::new(stream), svc);
+                        let fut = graceful.watch(conn);
+                        tokio::spawn(async move { let _ = fut.await; });
+                    }
+                    Some(acceptor) => {
+                        let acceptor = acceptor.clone();
+                        let http = http.clone();
+                        let watcher = graceful.watcher();
+                        tokio::spawn(async move {
+                            match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await {
+                                Ok(Ok(s)) => {
+                                    let conn = http.serve_connection(TokioIo::new(s), svc);
+                                    let _ = watcher.watch(conn).await;
+                                }
+                                _ => tracing::debug!("TLS handshake failed"),
+                            }
+                        });
+                    }
+                }
+            }
+            _ = &mut shutdown => break,
+        }
+    }
+    drop(listener);
+    tokio::select! {
+        _ = graceful.shutdown() => tracing::info!("all connections drained"),
+        _ = tokio::time::sleep(drain) => tracing::warn!("drain timeout; closing remaining connections"),
+    }
+}

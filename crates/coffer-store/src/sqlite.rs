@@ -1,0 +1,266 @@
+//! The embedded metadata store: SQLite in WAL mode with `synchronous=FULL`, one writer
+//! connection and a few reader connections.
+
+use crate::{MetaStore, Reader, Result, StoreError, Txn};
+use parking_lot::Mutex;
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+const READERS: usize = 4;
+
+pub struct SqliteMetaStore {
+    writer: Mutex<Connection>,
+    readers: Vec<Mutex<Connection>>,
+    next: AtomicUsize,
+}
+
+fn be(e: rusqlite::Error) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+fn open(path: &Path, write: bool) -> Result<Connection> {
+    let flags = if write {
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    } else {
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    };
+    let c = Connection::open_with_flags(path, flags).map_err(be)?;
+    c.busy_timeout(std::time::Duration::from_secs(10))
+        .map_err(be)?;
+    if write {
+        c.pragma_update(None, "journal_mode", "WAL").map_err(be)?;
+    }
+    c.pragma_update(None, "synchronous", "FULL").map_err(be)?;
+    c.pragma_update(None, "foreign_keys", "ON").map_err(be)?;
+    Ok(c)
+}
+
+impl SqliteMetaStore {
+    pub fn open(path: &Path) -> Result<Self> {
+        let w = open(path, true)?;
+        w.execute_batch(
+            "CREATE TABLE IF NOT EXISTS kv (
+                ns TEXT NOT NULL,
+                key TEXT NOT NULL,
+                value BLOB NOT NULL,
+                PRIMARY KEY (ns, key)
+            ) WITHOUT ROWID;
+            CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
+            INSERT INTO schema_version (version) SELECT 1 WHERE NOT EXISTS (SELECT 1 FROM schema_version);",
+        )
+        .map_err(be)?;
+        let mut readers = Vec::with_capacity(READERS);
+        for _ in 0..READERS {
+            readers.push(Mutex::new(open(path, false)?));
+        }
+        Ok(SqliteMetaStore {
+            writer: Mutex::new(w),
+            readers,
+            next: AtomicUsize::new(0),
+        })
+    }
+
+    fn reader(&self) -> &Mutex<Connection> {
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.readers.len();
+        &self.readers[i]
+    }
+}
+
+fn get_in(c: &Connection, ns: &str, key: &str) -> Result<Option<Vec<u8>>> {
+    c.prepare_cached("SELECT value FROM kv WHERE ns = ?1 AND key = ?2")
+        .map_err(be)?
+        .query_row(params![ns, key], |r| r.get::<_, Vec<u8>>(0))
+        .optional()
+        .map_err(be)
+}
+
+/// The smallest string greater than every string starting with `prefix`, if any.
+fn prefix_end(prefix: &str) -> Option<String> {
+    let mut chars: Vec<char> = prefix.chars().collect();
+    while let Some(c) = chars.pop() {
+        if let Some(n) = char::from_u32(c as u32 + 1) {
+            chars.push(n);
+            return Some(chars.into_iter().collect());
+        }
+    }
+    None
+}
+
+fn scan_in(
+    c: &Connection,
+    ns: &str,
+    prefix: &str,
+    start_after: Option<&str>,
+    limit: usize,
+) -> Result<Vec<(String, Vec<u8>)>> {
+    let upper = prefix_end(prefix);
+    let lim = i64::try_from(limit).unwrap_or(i64::MAX);
+    let (sql, lower) = match start_after {
+        Some(s) if s >= prefix => (
+            "SELECT key, value FROM kv WHERE ns = ?1 AND key > ?2
+             AND (?3 IS NULL OR key < ?3) ORDER BY key LIMIT ?4",
+            s,
+        ),
+        _ => (
+            "SELECT key, value FROM kv WHERE ns = ?1 AND key >= ?2
+             AND (?3 IS NULL OR key < ?3) ORDER BY key LIMIT ?4",
+            prefix,
+        ),
+    };
+    let mut stmt = c.prepare_cached(sql).map_err(be)?;
+    let rows = stmt
+        .query_map(params![ns, lower, upper, lim], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?))
+        })
+        .map_err(be)?;
+    rows.map(|r| r.map_err(be)).collect()
+}
+
+impl Reader for SqliteMetaStore {
+    fn get(&self, ns: &str, key: &str) -> Result<Option<Vec<u8>>> {
+        get_in(&self.reader().lock(), ns, key)
+    }
+    fn scan(
+        &self,
+        ns: &str,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, Vec<u8>)>> {
+        scan_in(&self.reader().lock(), ns, prefix, start_after, limit)
+    }
+}
+
+struct SqlTxn<'a> {
+    c: &'a Connection,
+}
+
+impl Reader for SqlTxn<'_> {
+    fn get(&self, ns: &str, key: &str) -> Result<Option<Vec<u8>>> {
+        get_in(self.c, ns, key)
+    }
+    fn scan(
+        &self,
+        ns: &str,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, Vec<u8>)>> {
+        scan_in(self.c, ns, prefix, start_after, limit)
+    }
+}
+
+impl Txn for SqlTxn<'_> {
+    fn put(&mut self, ns: &str, key: &str, value: &[u8]) -> Result<()> {
+        self.c
+            .prepare_cached("INSERT INTO kv (ns, key, value) VALUES (?1, ?2, ?3) ON CONFLICT (ns, key) DO UPDATE SET value = excluded.value")
+            .map_err(be)?
+            .execute(params![ns, key, value])
+            .map_err(be)?;
+        Ok(())
+    }
+    fn delete(&mut self, ns: &str, key: &str) -> Result<bool> {
+        let n = self
+            .c
+            .prepare_cached("DELETE FROM kv WHERE ns = ?1 AND key = ?2")
+            .map_err(be)?
+            .execute(params![ns, key])
+            .map_err(be)?;
+        Ok(n > 0)
+    }
+}
+
+impl MetaStore for SqliteMetaStore {
+    fn transact(&self, f: &mut dyn FnMut(&mut dyn Txn) -> Result<()>) -> Result<()> {
+        let c = self.writer.lock();
+        c.execute_batch("BEGIN IMMEDIATE").map_err(be)?;
+        let mut t = SqlTxn { c: &c };
+        match f(&mut t) {
+            Ok(()) => match c.execute_batch("COMMIT") {
+                Ok(()) => Ok(()),
+                Err(e) => {
+                    let _ = c.execute_batch("ROLLBACK");
+                    Err(be(e))
+                }
+            },
+            Err(e) => {
+                let _ = c.execute_batch("ROLLBACK");
+                Err(e)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{get_json, put_json, scan_json};
+
+    fn store() -> (tempfile::TempDir, SqliteMetaStore) {
+        let d = tempfile::tempdir().unwrap();
+        let s = SqliteMetaStore::open(&d.path().join("meta.sqlite")).unwrap();
+        (d, s)
+    }
+
+    #[test]
+    fn put_get_scan_delete() {
+        let (_d, s) = store();
+        s.transact(&mut |t| {
+            for k in ["a/1", "a/2", "a/3", "b/1"] {
+                put_json(t, "ns", k, &k.to_string())?;
+            }
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(
+            get_json::<String>(&s, "ns", "a/2").unwrap().as_deref(),
+            Some("a/2")
+        );
+        assert_eq!(get_json::<String>(&s, "other", "a/2").unwrap(), None);
+        let all: Vec<(String, String)> = scan_json(&s, "ns", "a/", None, 100).unwrap();
+        assert_eq!(all.len(), 3);
+        let page: Vec<(String, String)> = scan_json(&s, "ns", "a/", Some("a/1"), 1).unwrap();
+        assert_eq!(page[0].0, "a/2");
+        let everything: Vec<(String, String)> = scan_json(&s, "ns", "", None, 100).unwrap();
+        assert_eq!(everything.len(), 4);
+        s.transact(&mut |t| {
+            assert!(t.delete("ns", "a/1")?);
+            assert!(!t.delete("ns", "zzz")?);
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(s.get("ns", "a/1").unwrap(), None);
+    }
+
+    #[test]
+    fn failed_transaction_changes_nothing() {
+        let (_d, s) = store();
+        let r = s.transact(&mut |t| {
+            t.put("ns", "k", b"v")?;
+            Err(StoreError::NotFound)
+        });
+        assert!(r.is_err());
+        assert_eq!(s.get("ns", "k").unwrap(), None);
+    }
+
+    #[test]
+    fn survives_reopen() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("meta.sqlite");
+        {
+            let s = SqliteMetaStore::open(&p).unwrap();
+            s.transact(&mut |t| t.put("ns", "k", b"v")).unwrap();
+        }
+        let s = SqliteMetaStore::open(&p).unwrap();
+        assert_eq!(s.get("ns", "k").unwrap().as_deref(), Some(&b"v"[..]));
+    }
+
+    #[test]
+    fn prefix_end_works() {
+        assert_eq!(prefix_end("ab").as_deref(), Some("ac"));
+        assert_eq!(prefix_end(""), None);
+    }
+}

@@ -1,0 +1,279 @@
+//! `coffer`: AWS-compatible KMS, S3, IAM and STS on one endpoint.
+
+use base64::Engine;
+use clap::{Parser, Subcommand};
+use coffer_core::{Clock, SystemClock};
+use coffer_crypto::RootKey;
+use coffer_gateway::{App, serve, tls};
+use coffer_iam::Iam;
+use coffer_store::{MetaStore, SqliteMetaStore};
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+use zeroize::Zeroizing;
+
+#[derive(Parser)]
+#[command(
+    name = "coffer",
+    version,
+    about = "AWS-compatible KMS, S3, IAM and STS on one endpoint"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the server.
+    Serve(ServeArgs),
+}
+
+#[derive(Parser)]
+struct ServeArgs {
+    /// Where Coffer keeps its data.
+    #[arg(long, default_value = "./coffer-data", env = "COFFER_DATA_DIR")]
+    data_dir: PathBuf,
+    /// Address to listen on (port 0 picks a free port; the chosen address is printed).
+    #[arg(long, default_value = "127.0.0.1:4566", env = "COFFER_LISTEN")]
+    listen: SocketAddr,
+    /// The region this server answers for.
+    #[arg(long, default_value = "us-east-1", env = "COFFER_REGION")]
+    region: String,
+    /// File holding the 32-byte root key (raw or base64). Else COFFER_ROOT_KEY, else DATA/root.key.
+    #[arg(long)]
+    root_key_file: Option<PathBuf>,
+    /// PEM certificate chain for TLS.
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key for TLS.
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Serve TLS with a certificate generated at start (its fingerprint is printed).
+    #[arg(long, conflicts_with = "tls_cert")]
+    tls_self_signed: bool,
+    /// Allow plain HTTP on a non-loopback address (credentials and data then cross the network in clear).
+    #[arg(long)]
+    allow_insecure_http: bool,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("COFFER_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match cli.cmd {
+        Cmd::Serve(args) => match run_serve(args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("coffer: {e}");
+                ExitCode::from(2)
+            }
+        },
+    }
+}
+
+#[cfg(unix)]
+fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(data)?;
+    f.sync_all()?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
+fn decode_key(raw: &[u8], what: &str) -> Result<RootKey, String> {
+    if raw.len() == 32 {
+        return RootKey::from_bytes(raw).map_err(|e| format!("{what}: {e}"));
+    }
+    let text =
+        std::str::from_utf8(raw).map_err(|_| format!("{what}: neither 32 raw bytes nor base64"))?;
+    let bytes = Zeroizing::new(
+        base64::engine::general_purpose::STANDARD
+            .decode(text.trim())
+            .map_err(|_| format!("{what}: not valid base64"))?,
+    );
+    RootKey::from_bytes(&bytes)
+        .map_err(|_| format!("{what}: the key must be 32 bytes (base64 of 32 bytes)"))
+}
+
+fn load_root_key(args: &ServeArgs) -> Result<RootKey, String> {
+    if let Some(p) = &args.root_key_file {
+        let raw = Zeroizing::new(std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()))?);
+        return decode_key(&raw, &p.display().to_string());
+    }
+    if let Ok(v) = std::env::var("COFFER_ROOT_KEY") {
+        let v = Zeroizing::new(v);
+        return decode_key(v.as_bytes(), "COFFER_ROOT_KEY");
+    }
+    let path = args.data_dir.join("root.key");
+    if path.exists() {
+        let raw =
+            Zeroizing::new(std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?);
+        return decode_key(&raw, &path.display().to_string());
+    }
+    let key = RootKey::generate().map_err(|e| e.to_string())?;
+    let b64 = Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(key.expose_bytes()));
+    write_private(&path, b64.as_bytes()).map_err(|e| format!("{}: {e}", path.display()))?;
+    tracing::warn!(
+        path = %path.display(),
+        "generated a root key in the data dir: the key and the data it protects now share a disk; \
+         for real use pass --root-key-file or COFFER_ROOT_KEY and keep the key elsewhere"
+    );
+    Ok(key)
+}
+
+/// The root key fingerprint is stored beside the data so that a wrong key is refused at once.
+fn check_fingerprint(store: &dyn MetaStore, key: &RootKey) -> Result<(), String> {
+    let fp = key.fingerprint();
+    let stored: Option<String> =
+        coffer_store::get_json(store, "coffer.meta", "root-key-fingerprint")
+            .map_err(|e| e.to_string())?;
+    match stored {
+        Some(s) if s != fp => Err(format!(
+            "this data dir was created with another root key (fingerprint {s}, given {fp}); refusing to start"
+        )),
+        Some(_) => Ok(()),
+        None => store
+            .transact(&mut |t| {
+                coffer_store::put_json(t, "coffer.meta", "root-key-fingerprint", &fp)
+            })
+            .map_err(|e| e.to_string()),
+    }
+}
+
+fn run_serve(args: ServeArgs) -> Result<(), String> {
+    let tls_wanted = args.tls_cert.is_some() || args.tls_self_signed;
+    if !args.listen.ip().is_loopback() && !tls_wanted && !args.allow_insecure_http {
+        return Err(format!(
+            "refusing to listen on {} without TLS: use --tls-cert/--tls-key or --tls-self-signed, or --allow-insecure-http if you really mean it",
+            args.listen
+        ));
+    }
+    std::fs::create_dir_all(&args.data_dir)
+        .map_err(|e| format!("{}: {e}", args.data_dir.display()))?;
+    let root_key = Arc::new(load_root_key(&args)?);
+    let store: Arc<dyn MetaStore> = Arc::new(
+        SqliteMetaStore::open(&args.data_dir.join("meta.sqlite")).map_err(|e| e.to_string())?,
+    );
+    check_fingerprint(&*store, &root_key)?;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let iam = Arc::new(Iam::new(store, root_key, clock.clone()));
+    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    let boot = iam.bootstrap(
+        env("COFFER_ACCOUNT_ID").as_deref(),
+        env("COFFER_ROOT_ACCESS_KEY_ID").as_deref(),
+        env("COFFER_ROOT_SECRET_ACCESS_KEY")
+            .map(Zeroizing::new)
+            .as_deref()
+            .map(|s| s.as_str()),
+    )?;
+    if let Some(secret) = &boot.generated_secret {
+        let path = args.data_dir.join("root-credentials");
+        let text = Zeroizing::new(format!(
+            "[coffer]\naws_access_key_id = {}\naws_secret_access_key = {}\n# account {}\n",
+            boot.root_access_key_id,
+            secret.as_str(),
+            boot.account_id
+        ));
+        write_private(&path, text.as_bytes()).map_err(|e| format!("{}: {e}", path.display()))?;
+        // Printed once, on the terminal, never in the logs.
+        println!(
+            "Root credentials for account {} (also in {}, mode 0600):\n  AWS_ACCESS_KEY_ID={}\n  AWS_SECRET_ACCESS_KEY={}",
+            boot.account_id,
+            path.display(),
+            boot.root_access_key_id,
+            secret.as_str()
+        );
+    }
+
+    let tls = if let (Some(c), Some(k)) = (&args.tls_cert, &args.tls_key) {
+        Some(tls::from_pem_files(c, k)?)
+    } else if args.tls_self_signed {
+        let (t, pem) = tls::self_signed(&[args.listen.ip().to_string()])?;
+        let path = args.data_dir.join("self-signed-cert.pem");
+        std::fs::write(&path, pem).map_err(|e| format!("{}: {e}", path.display()))?;
+        println!(
+            "TLS: self-signed certificate, SHA-256 fingerprint {} (PEM in {})",
+            t.fingerprint,
+            path.display()
+        );
+        Some(t)
+    } else {
+        None
+    };
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
+        let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        let app = Arc::new(App {
+            iam: iam.clone(),
+            region: args.region.clone(),
+            sig_cache: coffer_sigv4::SigningKeyCache::new(),
+            clock,
+            secure: tls.is_some(),
+        });
+        // Expired STS sessions are swept in the background.
+        let sweeper = iam.clone();
+        tokio::spawn(async move {
+            loop {
+                let s = sweeper.clone();
+                let _ = tokio::task::spawn_blocking(move || s.sweep_sessions()).await;
+                tokio::time::sleep(Duration::from_secs(600)).await;
+            }
+        });
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        println!(
+            "Coffer listening on {scheme}://{addr} (region {}, account {})",
+            args.region, boot.account_id
+        );
+        let _ = std::io::stdout().flush();
+        tracing::info!(%addr, "ready");
+        serve(
+            listener,
+            app,
+            tls.map(|t| t.acceptor),
+            shutdown_signal(),
+            Duration::from_secs(30),
+        )
+        .await;
+        tracing::info!("stopped");
+        Ok::<(), String>(())
+    })
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => {},
+        _ = tokio::signal::ctrl_c() => {},
+    }
+    tracing::info!("shutting down: draining in-flight requests");
+}
