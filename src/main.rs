@@ -2,10 +2,11 @@
 
 use base64::Engine;
 use clap::{Parser, Subcommand};
-use coffer_core::{Clock, SystemClock};
+use coffer_core::{Clock, SystemClock, TestClock};
 use coffer_crypto::RootKey;
 use coffer_gateway::{App, serve, tls};
 use coffer_iam::Iam;
+use coffer_kms::Kms;
 use coffer_store::{MetaStore, SqliteMetaStore};
 use std::io::Write;
 use std::net::SocketAddr;
@@ -58,6 +59,10 @@ struct ServeArgs {
     /// Allow plain HTTP on a non-loopback address (credentials and data then cross the network in clear).
     #[arg(long)]
     allow_insecure_http: bool,
+    /// For tests only: a movable clock, advanced by `POST /_coffer/test/advance-clock?seconds=N`
+    /// (which then runs due key deletions and rotations at once).
+    #[arg(long, hide = true)]
+    test_clock: bool,
 }
 
 fn main() -> ExitCode {
@@ -171,8 +176,24 @@ fn run_serve(args: ServeArgs) -> Result<(), String> {
         SqliteMetaStore::open(&args.data_dir.join("meta.sqlite")).map_err(|e| e.to_string())?,
     );
     check_fingerprint(&*store, &root_key)?;
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let iam = Arc::new(Iam::new(store, root_key, clock.clone()));
+    let test_clock = args.test_clock.then(|| Arc::new(TestClock::default()));
+    let clock: Arc<dyn Clock> = match &test_clock {
+        Some(t) => t.clone(),
+        None => Arc::new(SystemClock),
+    };
+    if test_clock.is_some() {
+        tracing::warn!(
+            "--test-clock: the clock can be moved over HTTP; never use this outside tests"
+        );
+    }
+    let iam = Arc::new(Iam::new(store.clone(), root_key.clone(), clock.clone()));
+    let kms = Arc::new(Kms::new(
+        iam.clone(),
+        store,
+        root_key,
+        clock.clone(),
+        &args.region,
+    ));
     let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
     let boot = iam.bootstrap(
         env("COFFER_ACCOUNT_ID").as_deref(),
@@ -228,6 +249,8 @@ fn run_serve(args: ServeArgs) -> Result<(), String> {
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
         let app = Arc::new(App {
             iam: iam.clone(),
+            kms: kms.clone(),
+            test_clock,
             region: args.region.clone(),
             sig_cache: coffer_sigv4::SigningKeyCache::new(),
             clock,
@@ -240,6 +263,19 @@ fn run_serve(args: ServeArgs) -> Result<(), String> {
                 let s = sweeper.clone();
                 let _ = tokio::task::spawn_blocking(move || s.sweep_sessions()).await;
                 tokio::time::sleep(Duration::from_secs(600)).await;
+            }
+        });
+        // Key deletions and rotations fall due in the background.
+        let due = kms.clone();
+        tokio::spawn(async move {
+            loop {
+                let k = due.clone();
+                match tokio::task::spawn_blocking(move || k.run_due()).await {
+                    Ok(Err(e)) => tracing::error!(error = %e, "scheduled KMS work failed"),
+                    Err(e) => tracing::error!(error = %e, "scheduled KMS work panicked"),
+                    Ok(Ok(_)) => {}
+                }
+                tokio::time::sleep(Duration::from_secs(60)).await;
             }
         });
         let scheme = if tls.is_some() { "https" } else { "http" };

@@ -4,6 +4,8 @@
 //! `0x01 | nonce (12) | AES-256-GCM ciphertext | tag (16)`, with caller-supplied AAD binding the
 //! blob to its purpose (e.g. `"iam-secret:" + access key id`), so a blob moved to another row fails.
 
+pub mod kms_blob;
+
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use zeroize::{Zeroize, Zeroizing};
 
@@ -126,6 +128,19 @@ pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
 pub fn sha256_hex(data: &[u8]) -> String {
     let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, data);
     d.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// HMAC with SHA-224/256/384/512 over `msg` with `key`.
+pub fn hmac(bits: u16, key: &[u8], msg: &[u8]) -> Option<Vec<u8>> {
+    use aws_lc_rs::hmac;
+    let alg = match bits {
+        224 => hmac::HMAC_SHA224,
+        256 => hmac::HMAC_SHA256,
+        384 => hmac::HMAC_SHA384,
+        512 => hmac::HMAC_SHA512,
+        _ => return None,
+    };
+    Some(hmac::sign(&hmac::Key::new(alg, key), msg).as_ref().to_vec())
 }
 
 #[cfg(test)]

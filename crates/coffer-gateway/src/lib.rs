@@ -26,6 +26,9 @@ pub type Body = Full<Bytes>;
 /// Everything the request handler needs; shared by all connections.
 pub struct App {
     pub iam: Arc<Iam>,
+    pub kms: Arc<coffer_kms::Kms>,
+    /// Present only with `serve --test-clock`.
+    pub test_clock: Option<Arc<coffer_core::TestClock>>,
     pub region: String,
     pub sig_cache: SigningKeyCache,
     pub clock: Arc<dyn coffer_core::Clock>,
@@ -433,6 +436,35 @@ impl App {
             );
             return r;
         }
+        if parts.uri.path() == "/_coffer/test/advance-clock"
+            && parts.method == Method::POST
+            && let Some(tc) = &self.test_clock
+        {
+            let secs: i64 = parts
+                .uri
+                .query()
+                .and_then(|q| form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "seconds"))
+                .and_then(|(_, v)| v.parse().ok())
+                .unwrap_or(0);
+            tc.advance(time::Duration::seconds(secs));
+            let kms = self.kms.clone();
+            let due = tokio::task::spawn_blocking(move || kms.run_due()).await;
+            let (deleted, rotated) = match due {
+                Ok(Ok(x)) => x,
+                _ => {
+                    return response(
+                        500,
+                        "application/json",
+                        "{\"error\":\"scheduled work failed\"}".into(),
+                    );
+                }
+            };
+            return response(
+                200,
+                "application/json",
+                serde_json::json!({"now": coffer_core::iso8601(self.clock.now()), "deleted": deleted, "rotated": rotated}).to_string(),
+            );
+        }
         let parsed = coffer_sigv4::parse(&parts.method, &parts.uri, &parts.headers);
         let auth_scope = parsed.as_ref().ok().and_then(|a| a.as_ref());
         // Query APIs need their body to be classified; others are classified by header/scope.
@@ -577,6 +609,8 @@ impl App {
             _ => (Flavor::Standard, coffer_sigv4::sha256_hex(&body_bytes)),
         };
         let secret = Secret::new(resolved.secret.to_string());
+        // Signatures are checked against the wall clock (the client's clock is a wall clock); the
+        // services see the service clock, which tests may move.
         let now = self.clock.now();
         if let Err(e) = coffer_sigv4::verify_with_cache(
             &auth,
@@ -586,7 +620,7 @@ impl App {
             &parts.headers,
             &payload_hash,
             flavor,
-            now,
+            time::OffsetDateTime::now_utc(),
             Some(&self.sig_cache),
         ) {
             let (se, extra) = auth_error(proto, &e, &auth.access_key_id);
@@ -655,19 +689,48 @@ impl App {
                 }
             }
             Proto::Kms => {
-                let target = parts
+                let op = parts
                     .headers
                     .get("x-amz-target")
                     .and_then(|v| v.to_str().ok())
+                    .and_then(|t| t.strip_prefix("TrentService."))
                     .unwrap_or("")
-                    .trim_start_matches("TrentService.")
                     .to_string();
-                let e = ServiceError::new(
-                    "UnknownOperationException",
-                    400,
-                    format!("Coffer does not implement the KMS operation '{target}' yet."),
-                );
-                reply.error(&e, &[], false)
+                let input: serde_json::Value = if body_bytes.is_empty() {
+                    serde_json::Value::Object(Default::default())
+                } else {
+                    match serde_json::from_slice(&body_bytes) {
+                        Ok(v) => v,
+                        Err(_) => {
+                            let e = ServiceError::new(
+                                "SerializationException",
+                                400,
+                                "The request body is not valid JSON.",
+                            );
+                            return reply.error(&e, &[], false);
+                        }
+                    }
+                };
+                let kms = self.kms.clone();
+                let ctx2 = ctx.clone();
+                let op2 = op.clone();
+                let result = tokio::task::spawn_blocking(move || kms.handle(&ctx2, &op2, &input))
+                    .await
+                    .unwrap_or_else(|_| Err(ServiceError::internal()));
+                match result {
+                    Ok(v) => {
+                        tracing::info!(request_id = %ctx.request_id, principal = %ctx.principal.arn, op = %op, "ok");
+                        with_common(
+                            response(200, "application/x-amz-json-1.1", v.to_string()),
+                            proto,
+                            &reply.request_id,
+                        )
+                    }
+                    Err(e) => {
+                        tracing::info!(request_id = %ctx.request_id, principal = %ctx.principal.arn, op = %op, code = %e.code, "error");
+                        reply.error(&e, &[], false)
+                    }
+                }
             }
             Proto::S3 => {
                 let e = ServiceError::new(

@@ -374,3 +374,55 @@ pub fn parse_policy_arn(arn: &str) -> Option<(String, String)> {
     }
     Some((acct.to_string(), name.to_string()))
 }
+
+impl Iam {
+    /// Whether an ARN names an existing principal of this server (account root, user, role, or a
+    /// role session of an existing role), for validating principals in resource policies.
+    pub fn principal_exists(&self, arn: &str) -> Result<bool, ServiceError> {
+        if let Some(rest) = arn.strip_prefix("arn:aws:iam::") {
+            let Some((acct, res)) = rest.split_once(':') else {
+                return Ok(false);
+            };
+            let exists_acct = get_json::<Account>(self.reader(), NS_ACCOUNT, acct)
+                .map_err(internal)?
+                .is_some();
+            if res == "root" {
+                return Ok(exists_acct);
+            }
+            let name = res.rsplit('/').next().unwrap_or("");
+            let ns = if res.starts_with("user/") {
+                NS_USER
+            } else if res.starts_with("role/") {
+                NS_ROLE
+            } else {
+                return Ok(false);
+            };
+            return Ok(self
+                .reader()
+                .get(ns, &name_key(acct, name))
+                .map_err(internal)?
+                .is_some());
+        }
+        if let Some(rest) = arn.strip_prefix("arn:aws:sts::") {
+            let Some((acct, res)) = rest.split_once(':') else {
+                return Ok(false);
+            };
+            let mut parts = res.split('/');
+            if parts.next() != Some("assumed-role") {
+                return Ok(false);
+            }
+            let role = parts.next().unwrap_or("");
+            return Ok(self
+                .reader()
+                .get(NS_ROLE, &name_key(acct, role))
+                .map_err(internal)?
+                .is_some());
+        }
+        if arn.len() == 12 && arn.bytes().all(|b| b.is_ascii_digit()) {
+            return Ok(get_json::<Account>(self.reader(), NS_ACCOUNT, arn)
+                .map_err(internal)?
+                .is_some());
+        }
+        Ok(false)
+    }
+}

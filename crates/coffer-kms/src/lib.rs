@@ -1,0 +1,232 @@
+//! KMS: customer managed keys (symmetric and HMAC), aliases, key policies with IAM delegation,
+//! envelope encryption, rotation and real deletion. Inputs and outputs are JSON values in the
+//! shapes of botocore's `kms/2014-11-01` model; the gateway does the HTTP part.
+
+mod authz;
+pub mod model;
+mod ops;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use coffer_core::{Clock, ServiceError};
+use coffer_crypto::RootKey;
+use coffer_iam::Iam;
+use coffer_store::MetaStore;
+use model::*;
+use serde_json::{Map, Value};
+use std::sync::Arc;
+use zeroize::Zeroizing;
+
+pub struct Kms {
+    pub(crate) iam: Arc<Iam>,
+    pub(crate) store: Arc<dyn MetaStore>,
+    pub(crate) root_key: Arc<RootKey>,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) region: String,
+}
+
+pub(crate) fn internal<E: std::fmt::Display>(e: E) -> ServiceError {
+    tracing::error!(error = %e, "internal error");
+    ServiceError::new("KMSInternalException", 500, "An internal error occurred.")
+}
+
+pub(crate) fn validation(msg: impl Into<String>) -> ServiceError {
+    ServiceError::new("ValidationException", 400, msg)
+}
+
+/// Typed access to a JSON request object, with AWS's validation messages.
+pub(crate) struct Input<'a>(pub &'a Map<String, Value>);
+
+fn member(name: &str) -> String {
+    let mut c = name.chars();
+    c.next()
+        .map(|f| f.to_ascii_lowercase().to_string() + c.as_str())
+        .unwrap_or_default()
+}
+
+fn serialization(name: &str) -> ServiceError {
+    ServiceError::new(
+        "SerializationException",
+        400,
+        format!("Unexpected value type for {name}"),
+    )
+}
+
+impl<'a> Input<'a> {
+    pub fn opt_str(&self, name: &str) -> Result<Option<&'a str>, ServiceError> {
+        match self.0.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s)),
+            Some(_) => Err(serialization(name)),
+        }
+    }
+    pub fn str(&self, name: &str) -> Result<&'a str, ServiceError> {
+        self.opt_str(name)?.ok_or_else(|| {
+            validation(format!(
+                "1 validation error detected: Value null at '{}' failed to satisfy constraint: Member must not be null",
+                member(name)
+            ))
+        })
+    }
+    pub fn opt_bool(&self, name: &str) -> Result<Option<bool>, ServiceError> {
+        match self.0.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Bool(b)) => Ok(Some(*b)),
+            Some(_) => Err(serialization(name)),
+        }
+    }
+    pub fn opt_int(&self, name: &str) -> Result<Option<i64>, ServiceError> {
+        match self.0.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Number(n)) => n.as_i64().map(Some).ok_or_else(|| serialization(name)),
+            Some(_) => Err(serialization(name)),
+        }
+    }
+    /// A base64 blob member.
+    pub fn opt_blob(&self, name: &str) -> Result<Option<Zeroizing<Vec<u8>>>, ServiceError> {
+        match self.opt_str(name)? {
+            None => Ok(None),
+            Some(s) => B64.decode(s).map(|b| Some(Zeroizing::new(b))).map_err(|_| {
+                ServiceError::new(
+                    "SerializationException",
+                    400,
+                    format!("Invalid base64 for {name}"),
+                )
+            }),
+        }
+    }
+    pub fn blob(&self, name: &str) -> Result<Zeroizing<Vec<u8>>, ServiceError> {
+        self.opt_blob(name)?.ok_or_else(|| {
+            validation(format!(
+                "1 validation error detected: Value null at '{}' failed to satisfy constraint: Member must not be null",
+                member(name)
+            ))
+        })
+    }
+    pub fn str_list(&self, name: &str) -> Result<Option<Vec<String>>, ServiceError> {
+        match self.0.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Array(a)) => a
+                .iter()
+                .map(|v| {
+                    v.as_str()
+                        .map(str::to_string)
+                        .ok_or_else(|| serialization(name))
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map(Some),
+            Some(_) => Err(serialization(name)),
+        }
+    }
+    /// An encryption context: a map of strings.
+    pub fn context(&self, name: &str) -> Result<Vec<(String, String)>, ServiceError> {
+        match self.0.get(name) {
+            None | Some(Value::Null) => Ok(vec![]),
+            Some(Value::Object(m)) => m
+                .iter()
+                .map(|(k, v)| {
+                    v.as_str()
+                        .map(|v| (k.clone(), v.to_string()))
+                        .ok_or_else(|| serialization(name))
+                })
+                .collect(),
+            Some(_) => Err(serialization(name)),
+        }
+    }
+}
+
+pub(crate) fn b64(bytes: &[u8]) -> Value {
+    Value::String(B64.encode(bytes))
+}
+
+impl Kms {
+    pub fn new(
+        iam: Arc<Iam>,
+        store: Arc<dyn MetaStore>,
+        root_key: Arc<RootKey>,
+        clock: Arc<dyn Clock>,
+        region: &str,
+    ) -> Self {
+        Kms {
+            iam,
+            store,
+            root_key,
+            clock,
+            region: region.to_string(),
+        }
+    }
+
+    pub(crate) fn now(&self) -> f64 {
+        let t = self.clock.now();
+        t.unix_timestamp() as f64 + f64::from(t.millisecond()) / 1000.0
+    }
+
+    pub(crate) fn key_arn(&self, account: &str, id: &str) -> String {
+        format!("arn:aws:kms:{}:{account}:key/{id}", self.region)
+    }
+
+    pub(crate) fn alias_arn(&self, account: &str, name: &str) -> String {
+        format!("arn:aws:kms:{}:{account}:{name}", self.region)
+    }
+
+    fn material_aad(arn: &str, version: u32) -> Vec<u8> {
+        format!("kms-material:{arn}:{version}").into_bytes()
+    }
+
+    pub(crate) fn new_material(
+        &self,
+        arn: &str,
+        version: u32,
+        len: usize,
+        kind: &str,
+    ) -> Result<Material, ServiceError> {
+        let mut m = Zeroizing::new(vec![0u8; len]);
+        coffer_crypto::random_fill(&mut m).map_err(internal)?;
+        let wrapped = self
+            .root_key
+            .wrap(&Self::material_aad(arn, version), &m)
+            .map_err(internal)?;
+        Ok(Material {
+            version,
+            wrapped: B64.encode(wrapped),
+            created: self.now(),
+            kind: kind.to_string(),
+        })
+    }
+
+    /// The plaintext material of one version of a key; zeroized on drop.
+    pub(crate) fn material(
+        &self,
+        key: &KmsKey,
+        version: u32,
+    ) -> Result<Option<Zeroizing<Vec<u8>>>, ServiceError> {
+        let Some(m) = key.materials.iter().find(|m| m.version == version) else {
+            return Ok(None);
+        };
+        let blob = B64.decode(&m.wrapped).map_err(internal)?;
+        self.root_key
+            .unwrap(&Self::material_aad(&key.arn, version), &blob)
+            .map(Some)
+            .map_err(internal)
+    }
+
+    /// Handles one KMS operation (the `X-Amz-Target` suffix) with its JSON input.
+    pub fn handle(
+        &self,
+        ctx: &coffer_core::RequestContext,
+        op: &str,
+        input: &Value,
+    ) -> Result<Value, ServiceError> {
+        let Some(obj) = input.as_object() else {
+            return Err(ServiceError::new(
+                "SerializationException",
+                400,
+                "Start of structure or map found where not expected.",
+            ));
+        };
+        self.dispatch(ctx, op, &Input(obj))
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,520 @@
+//! Service-level tests of KMS over a real embedded store (no HTTP).
+
+use super::*;
+use coffer_core::{Out, RequestContext, TestClock};
+use coffer_iam::Params;
+use coffer_store::SqliteMetaStore;
+use serde_json::json;
+
+struct Fx {
+    _dir: tempfile::TempDir,
+    iam: Arc<Iam>,
+    kms: Kms,
+    clock: Arc<TestClock>,
+    root: RequestContext,
+}
+
+fn ctx(iam: &Iam, key: &str) -> RequestContext {
+    let r = iam.resolve(key, None).unwrap();
+    RequestContext {
+        principal: r.principal,
+        source_ip: None,
+        secure_transport: false,
+        now: time::OffsetDateTime::now_utc(),
+        request_id: "t".into(),
+        region: "us-east-1".into(),
+        user_agent: None,
+    }
+}
+
+fn fx() -> Fx {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn MetaStore> =
+        Arc::new(SqliteMetaStore::open(&dir.path().join("m.sqlite")).unwrap());
+    let rk = Arc::new(RootKey::generate().unwrap());
+    let clock = Arc::new(TestClock::default());
+    let iam = Arc::new(Iam::new(store.clone(), rk.clone(), clock.clone()));
+    let b = iam.bootstrap(Some("123456789012"), None, None).unwrap();
+    let kms = Kms::new(iam.clone(), store, rk, clock.clone(), "us-east-1");
+    let root = ctx(&iam, &b.root_access_key_id);
+    Fx {
+        _dir: dir,
+        iam,
+        kms,
+        clock,
+        root,
+    }
+}
+
+fn p(pairs: &[(&str, &str)]) -> Params {
+    Params::from_pairs(pairs.iter().map(|(a, b)| (a.to_string(), b.to_string())))
+}
+
+/// Creates a user with the given managed policy and returns its context.
+fn user(f: &Fx, name: &str, policy: Option<&str>) -> RequestContext {
+    f.iam
+        .handle(&f.root, "CreateUser", &p(&[("UserName", name)]))
+        .unwrap();
+    if let Some(pol) = policy {
+        f.iam
+            .handle(
+                &f.root,
+                "AttachUserPolicy",
+                &p(&[("UserName", name), ("PolicyArn", pol)]),
+            )
+            .unwrap();
+    }
+    let o = f
+        .iam
+        .handle(&f.root, "CreateAccessKey", &p(&[("UserName", name)]))
+        .unwrap()
+        .unwrap();
+    let Out::Struct(fields) = o else { panic!() };
+    let Out::Struct(ak) = &fields[0].1 else {
+        panic!()
+    };
+    let id = ak
+        .iter()
+        .find(|(k, _)| *k == "AccessKeyId")
+        .map(|(_, v)| v.clone())
+        .unwrap();
+    let Out::Str(id) = id else { panic!() };
+    ctx(&f.iam, &id)
+}
+
+fn call(f: &Fx, c: &RequestContext, op: &str, input: Value) -> Result<Value, ServiceError> {
+    f.kms.handle(c, op, &input)
+}
+
+fn new_key(f: &Fx, input: Value) -> String {
+    call(f, &f.root, "CreateKey", input).unwrap()["KeyMetadata"]["KeyId"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn encrypt_decrypt_context_and_tamper() {
+    let f = fx();
+    let id = new_key(&f, json!({"Description": "d"}));
+    let out = call(
+        &f,
+        &f.root,
+        "Encrypt",
+        json!({"KeyId": id, "Plaintext": "aGVsbG8=", "EncryptionContext": {"a": "1"}}),
+    )
+    .unwrap();
+    let blob = out["CiphertextBlob"].as_str().unwrap().to_string();
+    assert!(
+        out["KeyId"]
+            .as_str()
+            .unwrap()
+            .starts_with("arn:aws:kms:us-east-1:123456789012:key/")
+    );
+    let d = call(
+        &f,
+        &f.root,
+        "Decrypt",
+        json!({"CiphertextBlob": blob, "EncryptionContext": {"a": "1"}}),
+    )
+    .unwrap();
+    assert_eq!(d["Plaintext"], "aGVsbG8=");
+    let e = call(
+        &f,
+        &f.root,
+        "Decrypt",
+        json!({"CiphertextBlob": blob, "EncryptionContext": {"a": "2"}}),
+    )
+    .unwrap_err();
+    assert_eq!(
+        (e.code.as_str(), e.message.as_str()),
+        ("InvalidCiphertextException", "")
+    );
+    let mut raw = B64.decode(&blob).unwrap();
+    let last = raw.len() - 1;
+    raw[last] ^= 1;
+    let e = call(
+        &f,
+        &f.root,
+        "Decrypt",
+        json!({"CiphertextBlob": B64.encode(&raw), "EncryptionContext": {"a": "1"}}),
+    )
+    .unwrap_err();
+    assert_eq!(e.code, "InvalidCiphertextException");
+    // wrong KeyId
+    let other = new_key(&f, json!({}));
+    let e = call(
+        &f,
+        &f.root,
+        "Decrypt",
+        json!({"CiphertextBlob": blob, "KeyId": other, "EncryptionContext": {"a": "1"}}),
+    )
+    .unwrap_err();
+    assert_eq!(e.code, "IncorrectKeyException");
+    // data keys decrypt to their plaintext
+    let dk = call(
+        &f,
+        &f.root,
+        "GenerateDataKey",
+        json!({"KeyId": id, "KeySpec": "AES_256"}),
+    )
+    .unwrap();
+    let back = call(
+        &f,
+        &f.root,
+        "Decrypt",
+        json!({"CiphertextBlob": dk["CiphertextBlob"]}),
+    )
+    .unwrap();
+    assert_eq!(back["Plaintext"], dk["Plaintext"]);
+    assert_eq!(
+        B64.decode(dk["Plaintext"].as_str().unwrap()).unwrap().len(),
+        32
+    );
+    let e = call(&f, &f.root, "GenerateDataKey", json!({"KeyId": id})).unwrap_err();
+    assert_eq!(e.code, "ValidationException");
+}
+
+#[test]
+fn key_policy_decides_and_delegates() {
+    let f = fx();
+    let admin = user(
+        &f,
+        "admin",
+        Some("arn:aws:iam::aws:policy/AdministratorAccess"),
+    );
+    let nobody = user(&f, "nobody", None);
+    let keyuser = user(&f, "keyuser", None);
+    // Default policy delegates to IAM: the administrator may, the user without policies may not.
+    let id = new_key(&f, json!({}));
+    call(&f, &admin, "DescribeKey", json!({"KeyId": id})).unwrap();
+    let e = call(&f, &nobody, "DescribeKey", json!({"KeyId": id})).unwrap_err();
+    assert_eq!(e.code, "AccessDeniedException");
+    assert!(
+        e.message
+            .ends_with("because no identity-based policy allows the kms:DescribeKey action"),
+        "{}",
+        e.message
+    );
+    // A key policy that does not delegate: even AdministratorAccess is denied; a named key user is allowed.
+    let policy = json!({
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Sid": "Key admins", "Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::123456789012:user/admin"}, "Action": ["kms:PutKeyPolicy", "kms:GetKeyPolicy"], "Resource": "*"},
+            {"Sid": "Allow use of the key", "Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::123456789012:user/keyuser"}, "Action": ["kms:Encrypt", "kms:Decrypt", "kms:DescribeKey"], "Resource": "*"}
+        ]
+    })
+    .to_string();
+    let id2 =
+        call(&f, &admin, "CreateKey", json!({"Policy": policy})).unwrap()["KeyMetadata"]["KeyId"]
+            .as_str()
+            .unwrap()
+            .to_string();
+    let e = call(
+        &f,
+        &admin,
+        "Encrypt",
+        json!({"KeyId": id2, "Plaintext": "eA=="}),
+    )
+    .unwrap_err();
+    assert!(
+        e.message
+            .ends_with("because no resource-based policy allows the kms:Encrypt action"),
+        "{}",
+        e.message
+    );
+    let ct = call(
+        &f,
+        &keyuser,
+        "Encrypt",
+        json!({"KeyId": id2, "Plaintext": "eA=="}),
+    )
+    .unwrap();
+    call(
+        &f,
+        &keyuser,
+        "Decrypt",
+        json!({"CiphertextBlob": ct["CiphertextBlob"]}),
+    )
+    .unwrap();
+    // An explicit deny in the key policy wins over IAM.
+    let deny = json!({
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Sid": "Enable IAM User Permissions", "Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::123456789012:root"}, "Action": "kms:*", "Resource": "*"},
+            {"Sid": "No decrypt", "Effect": "Deny", "Principal": {"AWS": "arn:aws:iam::123456789012:user/admin"}, "Action": "kms:Decrypt", "Resource": "*"}
+        ]
+    })
+    .to_string();
+    call(
+        &f,
+        &f.root,
+        "PutKeyPolicy",
+        json!({"KeyId": id, "Policy": deny}),
+    )
+    .unwrap();
+    let ct = call(
+        &f,
+        &admin,
+        "Encrypt",
+        json!({"KeyId": id, "Plaintext": "eA=="}),
+    )
+    .unwrap();
+    let e = call(
+        &f,
+        &admin,
+        "Decrypt",
+        json!({"CiphertextBlob": ct["CiphertextBlob"]}),
+    )
+    .unwrap_err();
+    assert!(
+        e.message
+            .ends_with("with an explicit deny in a resource-based policy"),
+        "{}",
+        e.message
+    );
+    // Unknown principals and lockouts are refused.
+    let bad = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::123456789012:user/ghost"}, "Action": "kms:*", "Resource": "*"}]}).to_string();
+    let e = call(
+        &f,
+        &f.root,
+        "PutKeyPolicy",
+        json!({"KeyId": id, "Policy": bad}),
+    )
+    .unwrap_err();
+    assert_eq!(e.code, "MalformedPolicyDocumentException");
+    let lock = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::123456789012:user/keyuser"}, "Action": "kms:Encrypt", "Resource": "*"}]}).to_string();
+    let e = call(
+        &f,
+        &f.root,
+        "PutKeyPolicy",
+        json!({"KeyId": id, "Policy": lock}),
+    )
+    .unwrap_err();
+    assert_eq!(
+        e.message,
+        "The new key policy will not allow you to update the key policy in the future."
+    );
+    call(
+        &f,
+        &f.root,
+        "PutKeyPolicy",
+        json!({"KeyId": id, "Policy": lock, "BypassPolicyLockoutSafetyCheck": true}),
+    )
+    .unwrap();
+}
+
+#[test]
+fn states_rotation_and_deletion() {
+    let f = fx();
+    let id = new_key(&f, json!({}));
+    call(
+        &f,
+        &f.root,
+        "CreateAlias",
+        json!({"AliasName": "alias/k", "TargetKeyId": id}),
+    )
+    .unwrap();
+    let old = call(
+        &f,
+        &f.root,
+        "Encrypt",
+        json!({"KeyId": "alias/k", "Plaintext": "b2xk"}),
+    )
+    .unwrap();
+    // rotation keeps old ciphertexts readable
+    call(&f, &f.root, "RotateKeyOnDemand", json!({"KeyId": id})).unwrap();
+    call(
+        &f,
+        &f.root,
+        "EnableKeyRotation",
+        json!({"KeyId": id, "RotationPeriodInDays": 90}),
+    )
+    .unwrap();
+    f.clock.advance(time::Duration::days(91));
+    assert_eq!(f.kms.run_due().unwrap(), (0, 1));
+    let rots = call(&f, &f.root, "ListKeyRotations", json!({"KeyId": id})).unwrap();
+    assert_eq!(rots["Rotations"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        call(
+            &f,
+            &f.root,
+            "Decrypt",
+            json!({"CiphertextBlob": old["CiphertextBlob"]})
+        )
+        .unwrap()["Plaintext"],
+        "b2xk"
+    );
+    // disabled
+    call(&f, &f.root, "DisableKey", json!({"KeyId": id})).unwrap();
+    let e = call(
+        &f,
+        &f.root,
+        "Encrypt",
+        json!({"KeyId": id, "Plaintext": "eA=="}),
+    )
+    .unwrap_err();
+    assert_eq!(e.code, "DisabledException");
+    // scheduled, cancelled (→ Disabled), scheduled again, executed
+    let e = call(
+        &f,
+        &f.root,
+        "ScheduleKeyDeletion",
+        json!({"KeyId": id, "PendingWindowInDays": 6}),
+    )
+    .unwrap_err();
+    assert_eq!(e.code, "ValidationException");
+    call(
+        &f,
+        &f.root,
+        "ScheduleKeyDeletion",
+        json!({"KeyId": id, "PendingWindowInDays": 7}),
+    )
+    .unwrap();
+    let e = call(
+        &f,
+        &f.root,
+        "Decrypt",
+        json!({"CiphertextBlob": old["CiphertextBlob"]}),
+    )
+    .unwrap_err();
+    assert_eq!(e.code, "KMSInvalidStateException");
+    call(&f, &f.root, "CancelKeyDeletion", json!({"KeyId": id})).unwrap();
+    let d = call(&f, &f.root, "DescribeKey", json!({"KeyId": id})).unwrap();
+    assert_eq!(d["KeyMetadata"]["KeyState"], "Disabled");
+    call(
+        &f,
+        &f.root,
+        "ScheduleKeyDeletion",
+        json!({"KeyId": id, "PendingWindowInDays": 7}),
+    )
+    .unwrap();
+    f.clock.advance(time::Duration::days(6));
+    assert_eq!(f.kms.run_due().unwrap().0, 0);
+    f.clock.advance(time::Duration::days(2));
+    assert_eq!(f.kms.run_due().unwrap().0, 1);
+    let e = call(&f, &f.root, "DescribeKey", json!({"KeyId": id})).unwrap_err();
+    assert_eq!(e.code, "NotFoundException");
+    let e = call(
+        &f,
+        &f.root,
+        "Decrypt",
+        json!({"CiphertextBlob": old["CiphertextBlob"]}),
+    )
+    .unwrap_err();
+    assert_eq!(e.code, "AccessDeniedException");
+    let e = call(&f, &f.root, "DescribeKey", json!({"KeyId": "alias/k"})).unwrap_err();
+    assert_eq!(e.code, "NotFoundException");
+    // nothing of the key remains in the store
+    assert!(f.kms.store.scan(NS_KEY, "", None, 10).unwrap().is_empty());
+}
+
+#[test]
+fn hmac_keys_and_validation() {
+    let f = fx();
+    let e = call(&f, &f.root, "CreateKey", json!({"KeySpec": "HMAC_256"})).unwrap_err();
+    assert_eq!(
+        e.message,
+        "You must specify a KeyUsage value for all KMS keys except for symmetric encryption keys."
+    );
+    let id = new_key(
+        &f,
+        json!({"KeySpec": "HMAC_256", "KeyUsage": "GENERATE_VERIFY_MAC"}),
+    );
+    let mac = call(
+        &f,
+        &f.root,
+        "GenerateMac",
+        json!({"KeyId": id, "Message": "bXNn", "MacAlgorithm": "HMAC_SHA_256"}),
+    )
+    .unwrap();
+    let ok = call(
+        &f,
+        &f.root,
+        "VerifyMac",
+        json!({"KeyId": id, "Message": "bXNn", "MacAlgorithm": "HMAC_SHA_256", "Mac": mac["Mac"]}),
+    )
+    .unwrap();
+    assert_eq!(ok["MacValid"], true);
+    let e = call(
+        &f,
+        &f.root,
+        "VerifyMac",
+        json!({"KeyId": id, "Message": "bXNo", "MacAlgorithm": "HMAC_SHA_256", "Mac": mac["Mac"]}),
+    )
+    .unwrap_err();
+    assert_eq!(e.code, "KMSInvalidMacException");
+    let e = call(
+        &f,
+        &f.root,
+        "GenerateMac",
+        json!({"KeyId": id, "Message": "bXNn", "MacAlgorithm": "HMAC_SHA_512"}),
+    )
+    .unwrap_err();
+    assert_eq!(e.code, "InvalidKeyUsageException");
+    let e = call(
+        &f,
+        &f.root,
+        "Encrypt",
+        json!({"KeyId": id, "Plaintext": "eA=="}),
+    )
+    .unwrap_err();
+    assert_eq!(e.code, "InvalidKeyUsageException");
+    let e = call(
+        &f,
+        &f.root,
+        "CreateKey",
+        json!({"KeySpec": "RSA_2048", "KeyUsage": "SIGN_VERIFY"}),
+    )
+    .unwrap_err();
+    assert_eq!(e.code, "UnsupportedOperationException");
+    let e = call(
+        &f,
+        &f.root,
+        "Encrypt",
+        json!({"KeyId": "nope", "Plaintext": "eA=="}),
+    )
+    .unwrap_err();
+    assert_eq!(
+        (e.code.as_str(), e.message.as_str()),
+        ("NotFoundException", "Invalid keyId 'nope'")
+    );
+    let e = call(
+        &f,
+        &f.root,
+        "CreateAlias",
+        json!({"AliasName": "nope", "TargetKeyId": id}),
+    )
+    .unwrap_err();
+    assert_eq!(e.code, "ValidationException");
+    let e = call(
+        &f,
+        &f.root,
+        "GenerateRandom",
+        json!({"NumberOfBytes": 1025}),
+    )
+    .unwrap_err();
+    assert_eq!(e.code, "ValidationException");
+    let r = call(&f, &f.root, "GenerateRandom", json!({"NumberOfBytes": 16})).unwrap();
+    assert_eq!(
+        B64.decode(r["Plaintext"].as_str().unwrap()).unwrap().len(),
+        16
+    );
+    let e = call(
+        &f,
+        &f.root,
+        "Encrypt",
+        json!({"KeyId": id, "Plaintext": "eA==", "DryRun": true}),
+    )
+    .unwrap_err();
+    assert_eq!(e.code, "InvalidKeyUsageException");
+    let sym = new_key(&f, json!({}));
+    let e = call(
+        &f,
+        &f.root,
+        "Encrypt",
+        json!({"KeyId": sym, "Plaintext": "eA==", "DryRun": true}),
+    )
+    .unwrap_err();
+    assert_eq!(e.code, "DryRunOperationException");
+}
