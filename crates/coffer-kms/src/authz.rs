@@ -178,21 +178,44 @@ impl Kms {
         ))
     }
 
-    /// Authorizes `action` on `key` through its key policy.
+    /// Authorizes `action` on `key`: key policy (with IAM where it delegates), then grants.
+    /// `ec` is the request's encryption context (condition keys and grant constraints).
     pub(crate) fn authorize_key(
         &self,
         ctx: &RequestContext,
         key: &KmsKey,
         action: &str,
         extra: &[(String, String)],
-        ec_keys: Option<Vec<String>>,
+        ec: &[(String, String)],
+    ) -> Result<(), ServiceError> {
+        self.authorize_key_with(ctx, key, action, extra, ec, None)
+    }
+
+    /// [`Kms::authorize_key`] with one more multi-valued condition key (`kms:GrantOperations`).
+    pub(crate) fn authorize_key_with(
+        &self,
+        ctx: &RequestContext,
+        key: &KmsKey,
+        action: &str,
+        extra: &[(String, String)],
+        ec: &[(String, String)],
+        multi: Option<(&str, Vec<String>)>,
     ) -> Result<(), ServiceError> {
         let mut c = self.key_context(ctx, Some(key))?;
+        if let Some((k, v)) = multi {
+            c.set_multi(k, v);
+        }
         for (k, v) in extra {
             c.set(k, v.clone());
         }
-        if let Some(keys) = ec_keys {
-            c.set_multi("kms:EncryptionContextKeys", keys);
+        for (k, v) in ec {
+            c.set(&format!("kms:EncryptionContext:{k}"), v.clone());
+        }
+        if !ec.is_empty() {
+            c.set_multi(
+                "kms:EncryptionContextKeys",
+                ec.iter().map(|(k, _)| k.clone()).collect(),
+            );
         }
         let ids = self.iam.authorizer().identity_policies(ctx)?;
         let target = KeyTarget {
@@ -200,7 +223,19 @@ impl Kms {
             account: &key.account,
             policy: &key.policy,
         };
-        self.decide(ctx, target, action, &c, &ids)
+        match self.decide(ctx, target, action, &c, &ids) {
+            Ok(()) => Ok(()),
+            // An explicit deny is final; otherwise a grant may allow the operation.
+            Err(e) if e.message.contains(" with an explicit deny in ") => Err(e),
+            Err(e) => {
+                let op = action.trim_start_matches("kms:");
+                if self.grant_allows(ctx, key, op, ec)? {
+                    Ok(())
+                } else {
+                    Err(e)
+                }
+            }
+        }
     }
 
     /// Authorizes an IAM-only KMS action (CreateKey, ListKeys, ListAliases, GenerateRandom, alias ARNs).

@@ -3,6 +3,7 @@
 //! shapes of botocore's `kms/2014-11-01` model; the gateway does the HTTP part.
 
 mod authz;
+pub mod grants;
 pub mod model;
 mod ops;
 

@@ -189,26 +189,12 @@ fn check_alias_name(name: &str) -> Result<(), ServiceError> {
     Ok(())
 }
 
-/// Encryption context pairs as condition keys.
-fn ec_condition(ec: &[(String, String)]) -> (Vec<(String, String)>, Option<Vec<String>>) {
-    let extra = ec
-        .iter()
-        .map(|(k, v)| (format!("kms:EncryptionContext:{k}"), v.clone()))
-        .collect();
-    let keys = if ec.is_empty() {
-        None
-    } else {
-        Some(ec.iter().map(|(k, _)| k.clone()).collect())
-    };
-    (extra, keys)
-}
-
 fn canonical(ec: &[(String, String)]) -> Vec<u8> {
     kms_blob::canonical_context(ec.iter().map(|(k, v)| (k.as_str(), v.as_str())))
 }
 
 impl Kms {
-    fn tx(
+    pub(crate) fn tx(
         &self,
         mut f: impl FnMut(&mut dyn Txn) -> Result<(), ServiceError>,
     ) -> Result<(), ServiceError> {
@@ -263,7 +249,7 @@ impl Kms {
     }
 
     /// Resolves a key identifier (id, key ARN, and — where allowed — alias name or alias ARN).
-    fn resolve(
+    pub(crate) fn resolve(
         &self,
         account: &str,
         key_id: &str,
@@ -341,7 +327,7 @@ impl Kms {
                 id.rsplit(':').next().unwrap_or(id).to_string(),
             ));
         }
-        self.authorize_key(ctx, &key, action, &extra, None)?;
+        self.authorize_key(ctx, &key, action, &extra, &[])?;
         check_state(&key, rule)?;
         Ok(key)
     }
@@ -519,6 +505,22 @@ impl Kms {
                 Ok(out)
             }
             "RotateKeyOnDemand" => self.rotate_on_demand(ctx, inp),
+            "CreateGrant" => {
+                let key = self.resolve(&ctx.principal.account, inp.str("KeyId")?, false)?;
+                self.create_grant(ctx, inp, key)
+            }
+            "ListGrants" => {
+                let limit = limit_of(inp, 100, 50)?;
+                let k = self.key_for(ctx, inp, "KeyId", "kms:ListGrants", false, StateRule::Any)?;
+                self.list_grants(inp, &k, limit)
+            }
+            "ListRetirableGrants" => self.list_retirable_grants(ctx, inp),
+            "RetireGrant" => self.retire_grant(ctx, inp),
+            "RevokeGrant" => {
+                let k =
+                    self.key_for(ctx, inp, "KeyId", "kms:RevokeGrant", false, StateRule::Any)?;
+                self.revoke_grant(inp, &k)
+            }
             "ListKeyRotations" => {
                 let k = self.key_for(
                     ctx,
@@ -860,7 +862,7 @@ impl Kms {
         self.authorize_iam(ctx, "kms:UpdateAlias", &a.arn)?;
         let old = self.load_key(&account, &a.target)?;
         if let Some(old) = &old {
-            self.authorize_key(ctx, old, "kms:UpdateAlias", &[], None)?;
+            self.authorize_key(ctx, old, "kms:UpdateAlias", &[], &[])?;
         }
         let new = self.key_for(
             ctx,
@@ -891,7 +893,7 @@ impl Kms {
         let a = self.load_alias(&account, name)?;
         self.authorize_iam(ctx, "kms:DeleteAlias", &a.arn)?;
         if let Some(k) = self.load_key(&account, &a.target)? {
-            self.authorize_key(ctx, &k, "kms:DeleteAlias", &[], None)?;
+            self.authorize_key(ctx, &k, "kms:DeleteAlias", &[], &[])?;
         }
         let ak = format!("{account}/{name}");
         self.tx(|t| t.delete(NS_ALIAS, &ak).map(|_| ()).map_err(store_err))?;
@@ -904,7 +906,7 @@ impl Kms {
         let key_filter = match inp.opt_str("KeyId")? {
             Some(id) => {
                 let k = self.resolve(&account, id, false)?;
-                self.authorize_key(ctx, &k, "kms:ListAliases", &[], None)?;
+                self.authorize_key(ctx, &k, "kms:ListAliases", &[], &[])?;
                 Some(k.id)
             }
             None => {
@@ -952,7 +954,7 @@ impl Kms {
         ec: &[(String, String)],
     ) -> Result<KmsKey, ServiceError> {
         let key = self.resolve(&ctx.principal.account, id, true)?;
-        let (mut extra, keys) = ec_condition(ec);
+        let mut extra = vec![];
         if id.contains("alias/") {
             extra.push((
                 "kms:RequestAlias".into(),
@@ -960,7 +962,7 @@ impl Kms {
             ));
         }
         extra.push(("kms:EncryptionAlgorithm".into(), "SYMMETRIC_DEFAULT".into()));
-        self.authorize_key(ctx, &key, action, &extra, keys)?;
+        self.authorize_key(ctx, &key, action, &extra, ec)?;
         check_state(&key, StateRule::Crypto)?;
         Ok(key)
     }
@@ -1073,9 +1075,9 @@ impl Kms {
                 )
             })?,
         };
-        let (mut extra, keys) = ec_condition(ec);
+        let mut extra = vec![];
         extra.push(("kms:EncryptionAlgorithm".into(), "SYMMETRIC_DEFAULT".into()));
-        self.authorize_key(ctx, &key, action, &extra, keys)?;
+        self.authorize_key(ctx, &key, action, &extra, ec)?;
         check_state(&key, StateRule::Crypto)?;
         Self::require_encrypt_usage(&key, "Decrypt")?;
         let material = self
@@ -1235,7 +1237,7 @@ impl Kms {
             &key,
             &format!("kms:{op}"),
             &[("kms:MacAlgorithm".into(), alg.into())],
-            None,
+            &[],
         )?;
         check_state(&key, StateRule::Crypto)?;
         let Some(key_bits) = key.hmac_bits() else {
@@ -1347,8 +1349,16 @@ impl Kms {
         for (row_key, mut k) in rows {
             if k.state == KeyState::PendingDeletion && k.deletion_date.is_some_and(|d| d <= now) {
                 let aliases = self.aliases_of(&k.account, &k.id)?;
+                let grants = self.grants_of(&k.account, &k.id)?;
                 self.tx(|t| {
                     t.delete(NS_KEY, &row_key).map_err(store_err)?;
+                    for g in &grants {
+                        t.delete(
+                            crate::grants::NS_GRANT,
+                            &format!("{}/{}/{}", k.account, k.id, g.id),
+                        )
+                        .map_err(store_err)?;
+                    }
                     for a in &aliases {
                         t.delete(NS_ALIAS, &format!("{}/{a}", k.account))
                             .map_err(store_err)?;

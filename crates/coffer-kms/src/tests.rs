@@ -518,3 +518,148 @@ fn hmac_keys_and_validation() {
     .unwrap_err();
     assert_eq!(e.code, "DryRunOperationException");
 }
+
+#[test]
+fn grants_grant_constrain_retire_and_revoke() {
+    let f = fx();
+    let grantee = user(&f, "grantee", None);
+    let retirer = user(&f, "retirer", None);
+    let id = new_key(&f, json!({}));
+    let ct = call(
+        &f,
+        &f.root,
+        "Encrypt",
+        json!({"KeyId": id, "Plaintext": "eA==", "EncryptionContext": {"app": "a"}}),
+    )
+    .unwrap();
+    let e = call(
+        &f,
+        &grantee,
+        "Decrypt",
+        json!({"CiphertextBlob": ct["CiphertextBlob"], "EncryptionContext": {"app": "a"}}),
+    )
+    .unwrap_err();
+    assert_eq!(e.code, "AccessDeniedException");
+    let g = call(
+        &f,
+        &f.root,
+        "CreateGrant",
+        json!({
+            "KeyId": id,
+            "GranteePrincipal": "arn:aws:iam::123456789012:user/grantee",
+            "RetiringPrincipal": "arn:aws:iam::123456789012:user/retirer",
+            "Operations": ["Decrypt"],
+            "Constraints": {"EncryptionContextSubset": {"app": "a"}}
+        }),
+    )
+    .unwrap();
+    assert_eq!(g["GrantId"].as_str().unwrap().len(), 64);
+    // allowed at once, within the constraint only, and only for the granted operation
+    call(
+        &f,
+        &grantee,
+        "Decrypt",
+        json!({"CiphertextBlob": ct["CiphertextBlob"], "EncryptionContext": {"app": "a"}}),
+    )
+    .unwrap();
+    let ct2 = call(
+        &f,
+        &f.root,
+        "Encrypt",
+        json!({"KeyId": id, "Plaintext": "eA==", "EncryptionContext": {"app": "b"}}),
+    )
+    .unwrap();
+    assert!(
+        call(
+            &f,
+            &grantee,
+            "Decrypt",
+            json!({"CiphertextBlob": ct2["CiphertextBlob"], "EncryptionContext": {"app": "b"}})
+        )
+        .is_err()
+    );
+    assert!(
+        call(
+            &f,
+            &grantee,
+            "Encrypt",
+            json!({"KeyId": id, "Plaintext": "eA==", "EncryptionContext": {"app": "a"}})
+        )
+        .is_err()
+    );
+    let l = call(&f, &f.root, "ListGrants", json!({"KeyId": id})).unwrap();
+    assert_eq!(l["Grants"].as_array().unwrap().len(), 1);
+    let r = call(
+        &f,
+        &retirer,
+        "ListRetirableGrants",
+        json!({"RetiringPrincipal": "arn:aws:iam::123456789012:user/retirer"}),
+    );
+    assert!(
+        r.is_err(),
+        "ListRetirableGrants is IAM-only and retirer has no policy"
+    );
+    // the grantee may not retire (no RetireGrant operation); the retiring principal may
+    let e = call(
+        &f,
+        &grantee,
+        "RetireGrant",
+        json!({"GrantToken": g["GrantToken"]}),
+    )
+    .unwrap_err();
+    assert_eq!(e.code, "AccessDeniedException");
+    call(
+        &f,
+        &retirer,
+        "RetireGrant",
+        json!({"GrantToken": g["GrantToken"]}),
+    )
+    .unwrap();
+    assert!(
+        call(
+            &f,
+            &grantee,
+            "Decrypt",
+            json!({"CiphertextBlob": ct["CiphertextBlob"], "EncryptionContext": {"app": "a"}})
+        )
+        .is_err()
+    );
+    // revoke
+    let g2 = call(&f, &f.root, "CreateGrant", json!({"KeyId": id, "GranteePrincipal": "arn:aws:iam::123456789012:user/grantee", "Operations": ["Encrypt"]})).unwrap();
+    call(
+        &f,
+        &grantee,
+        "Encrypt",
+        json!({"KeyId": id, "Plaintext": "eA=="}),
+    )
+    .unwrap();
+    call(
+        &f,
+        &f.root,
+        "RevokeGrant",
+        json!({"KeyId": id, "GrantId": g2["GrantId"]}),
+    )
+    .unwrap();
+    assert!(
+        call(
+            &f,
+            &grantee,
+            "Encrypt",
+            json!({"KeyId": id, "Plaintext": "eA=="})
+        )
+        .is_err()
+    );
+    let e = call(
+        &f,
+        &f.root,
+        "RevokeGrant",
+        json!({"KeyId": id, "GrantId": g2["GrantId"]}),
+    )
+    .unwrap_err();
+    assert_eq!(e.code, "NotFoundException");
+    // bad operations and unknown grantees are refused
+    let e = call(&f, &f.root, "CreateGrant", json!({"KeyId": id, "GranteePrincipal": "arn:aws:iam::123456789012:user/grantee", "Operations": ["Fly"]})).unwrap_err();
+    assert_eq!(e.code, "ValidationException");
+    let e = call(&f, &f.root, "CreateGrant", json!({"KeyId": id, "GranteePrincipal": "arn:aws:iam::123456789012:user/ghost", "Operations": ["Encrypt"]})).unwrap_err();
+    assert_eq!(e.code, "InvalidArnException");
+}
