@@ -1075,8 +1075,7 @@ impl Kms {
                 )
             })?,
         };
-        let mut extra = vec![];
-        extra.push(("kms:EncryptionAlgorithm".into(), "SYMMETRIC_DEFAULT".into()));
+        let extra = vec![("kms:EncryptionAlgorithm".into(), "SYMMETRIC_DEFAULT".into())];
         self.authorize_key(ctx, &key, action, &extra, ec)?;
         check_state(&key, StateRule::Crypto)?;
         Self::require_encrypt_usage(&key, "Decrypt")?;
