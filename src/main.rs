@@ -243,6 +243,8 @@ fn run_serve(args: ServeArgs) -> Result<(), String> {
         .build()
         .map_err(|e| e.to_string())?;
     rt.block_on(async move {
+        // Signal handlers exist before anyone is told the server is ready.
+        let shutdown = shutdown_signal()?;
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
             .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
@@ -289,7 +291,7 @@ fn run_serve(args: ServeArgs) -> Result<(), String> {
             listener,
             app,
             tls.map(|t| t.acceptor),
-            shutdown_signal(),
+            shutdown,
             Duration::from_secs(30),
         )
         .await;
@@ -298,18 +300,18 @@ fn run_serve(args: ServeArgs) -> Result<(), String> {
     })
 }
 
-async fn shutdown_signal() {
+/// Installs the SIGTERM/SIGINT handlers now and returns the future that resolves on either.
+fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>, String> {
     use tokio::signal::unix::{SignalKind, signal};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-            return;
+    let mut term =
+        signal(SignalKind::terminate()).map_err(|e| format!("cannot handle SIGTERM: {e}"))?;
+    let mut int =
+        signal(SignalKind::interrupt()).map_err(|e| format!("cannot handle SIGINT: {e}"))?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {},
+            _ = int.recv() => {},
         }
-    };
-    tokio::select! {
-        _ = term.recv() => {},
-        _ = tokio::signal::ctrl_c() => {},
-    }
-    tracing::info!("shutting down: draining in-flight requests");
+        tracing::info!("shutting down: draining in-flight requests");
+    })
 }

@@ -4,6 +4,7 @@
 //! `0x01 | nonce (12) | AES-256-GCM ciphertext | tag (16)`, with caller-supplied AAD binding the
 //! blob to its purpose (e.g. `"iam-secret:" + access key id`), so a blob moved to another row fails.
 
+pub mod asym;
 pub mod kms_blob;
 
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
@@ -13,7 +14,7 @@ pub const ROOT_KEY_LEN: usize = 32;
 const WRAP_VERSION: u8 = 1;
 const TAG_LEN: usize = 16;
 
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum CryptoError {
     #[error("invalid key length: expected {ROOT_KEY_LEN} bytes")]
     KeyLength,

@@ -471,7 +471,8 @@ impl App {
         let maybe_query = auth_scope
             .map(|a| a.service == "iam" || a.service == "sts")
             .unwrap_or(false)
-            || (auth_scope.is_none() && parts.method == Method::POST && is_form(&parts.headers));
+            // A form POST may be a Query request whatever its scope says: read it (bounded) to tell.
+            || (parts.method == Method::POST && is_form(&parts.headers));
         let pre = classify(&parts.headers, auth_scope, None);
         let needs_body = maybe_query || pre == Proto::Kms;
         let body_bytes = if needs_body {

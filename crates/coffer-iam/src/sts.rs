@@ -90,6 +90,11 @@ impl Iam {
                 "1 validation error detected: Value '{role_arn}' at 'roleArn' failed to satisfy constraint: Member must have length greater than or equal to 20"
             )));
         }
+        if ctx.principal.is_root() {
+            return Err(access_denied(
+                "Roles may not be assumed by root accounts.".to_string(),
+            ));
+        }
         let duration = p.opt_int("DurationSeconds")?.unwrap_or(3600);
         if !(900..=43200).contains(&duration) {
             return Err(validation(format!(

@@ -2,6 +2,7 @@
 //! envelope encryption, rotation and real deletion. Inputs and outputs are JSON values in the
 //! shapes of botocore's `kms/2014-11-01` model; the gateway does the HTTP part.
 
+mod asym;
 mod authz;
 pub mod grants;
 pub mod model;
@@ -183,9 +184,20 @@ impl Kms {
     ) -> Result<Material, ServiceError> {
         let mut m = Zeroizing::new(vec![0u8; len]);
         coffer_crypto::random_fill(&mut m).map_err(internal)?;
+        self.wrap_material(arn, version, &m, kind)
+    }
+
+    /// Wraps key material (symmetric bytes or a PKCS#8 private key) under the root key.
+    pub(crate) fn wrap_material(
+        &self,
+        arn: &str,
+        version: u32,
+        m: &[u8],
+        kind: &str,
+    ) -> Result<Material, ServiceError> {
         let wrapped = self
             .root_key
-            .wrap(&Self::material_aad(arn, version), &m)
+            .wrap(&Self::material_aad(arn, version), m)
             .map_err(internal)?;
         Ok(Material {
             version,

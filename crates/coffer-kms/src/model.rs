@@ -57,11 +57,17 @@ pub struct KmsKey {
     pub rotation_period_days: Option<i64>,
     pub next_rotation: Option<f64>,
     pub on_demand_rotations: u32,
+    /// Asymmetric keys: the DER SubjectPublicKeyInfo (base64); not secret.
+    #[serde(default)]
+    pub public_key: Option<String>,
 }
 
 impl KmsKey {
     pub fn is_symmetric(&self) -> bool {
         self.key_spec == "SYMMETRIC_DEFAULT"
+    }
+    pub fn asym(&self) -> Option<coffer_crypto::asym::AsymSpec> {
+        coffer_crypto::asym::AsymSpec::from_kms(&self.key_spec)
     }
     pub fn hmac_bits(&self) -> Option<u16> {
         self.key_spec.strip_prefix("HMAC_")?.parse().ok()

@@ -27,13 +27,13 @@ fn disabled(arn: &str) -> ServiceError {
 fn pending(arn: &str) -> ServiceError {
     invalid_state(format!("{arn} is pending deletion."))
 }
-fn invalid_ciphertext() -> ServiceError {
+pub(crate) fn invalid_ciphertext() -> ServiceError {
     ServiceError::new("InvalidCiphertextException", 400, "")
 }
 fn tag_error(msg: &str) -> ServiceError {
     ServiceError::new("TagException", 400, msg)
 }
-fn dry_run() -> ServiceError {
+pub(crate) fn dry_run() -> ServiceError {
     ServiceError::new(
         "DryRunOperationException",
         400,
@@ -46,7 +46,7 @@ fn store_err(e: coffer_store::StoreError) -> ServiceError {
 
 /// Which states an operation accepts (aws-behavior.md §2.6).
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum StateRule {
+pub(crate) enum StateRule {
     /// Cryptographic operations: Enabled only.
     Crypto,
     /// Refused while pending deletion (EnableKey, CreateAlias, tags, description...).
@@ -57,7 +57,7 @@ enum StateRule {
     Any,
 }
 
-fn check_state(key: &KmsKey, rule: StateRule) -> Result<(), ServiceError> {
+pub(crate) fn check_state(key: &KmsKey, rule: StateRule) -> Result<(), ServiceError> {
     match (rule, key.state) {
         (StateRule::Any, _) | (_, KeyState::Enabled) => Ok(()),
         (_, KeyState::PendingDeletion) => Err(pending(&key.arn)),
@@ -77,7 +77,7 @@ pub fn default_policy(account: &str) -> String {
     )
 }
 
-fn key_metadata(k: &KmsKey) -> Value {
+pub(crate) fn key_metadata(k: &KmsKey) -> Value {
     let mut m = json!({
         "AWSAccountId": k.account,
         "KeyId": k.id,
@@ -99,6 +99,13 @@ fn key_metadata(k: &KmsKey) -> Value {
     }
     if let Some(bits) = k.hmac_bits() {
         m["MacAlgorithms"] = json!([format!("HMAC_SHA_{bits}")]);
+    }
+    if let Some(a) = k.asym() {
+        if k.key_usage == "SIGN_VERIFY" {
+            m["SigningAlgorithms"] = json!(a.signing_algorithms());
+        } else {
+            m["EncryptionAlgorithms"] = json!(["RSAES_OAEP_SHA_1", "RSAES_OAEP_SHA_256"]);
+        }
     }
     if let Some(d) = k.deletion_date {
         m["DeletionDate"] = json!(d);
@@ -505,6 +512,11 @@ impl Kms {
                 Ok(out)
             }
             "RotateKeyOnDemand" => self.rotate_on_demand(ctx, inp),
+            "Sign" => self.sign(ctx, inp),
+            "Verify" => self.verify(ctx, inp),
+            "GetPublicKey" => self.get_public_key(ctx, inp),
+            "GenerateDataKeyPair" => self.data_key_pair(ctx, inp, true),
+            "GenerateDataKeyPairWithoutPlaintext" => self.data_key_pair(ctx, inp, false),
             "CreateGrant" => {
                 let key = self.resolve(&ctx.principal.account, inp.str("KeyId")?, false)?;
                 self.create_grant(ctx, inp, key)
@@ -578,6 +590,7 @@ impl Kms {
                 SPECS.join(", ")
             )));
         }
+        let asym = coffer_crypto::asym::AsymSpec::from_kms(spec);
         let (usage, material_len) = match spec {
             "SYMMETRIC_DEFAULT" => match usage {
                 None | Some("ENCRYPT_DECRYPT") => ("ENCRYPT_DECRYPT", 32),
@@ -598,6 +611,27 @@ impl Kms {
                     ));
                 }
                 Some(u) => {
+                    return Err(validation(format!(
+                        "KeyUsage {u} is not compatible with KeySpec {s}"
+                    )));
+                }
+            },
+            s if asym.is_some() => match (usage, asym.is_some_and(|a| a.is_rsa())) {
+                (Some("SIGN_VERIFY"), _) => ("SIGN_VERIFY", 0),
+                (Some("ENCRYPT_DECRYPT"), true) => ("ENCRYPT_DECRYPT", 0),
+                (None, _) => {
+                    return Err(validation(
+                        "You must specify a KeyUsage value for all KMS keys except for symmetric encryption keys.",
+                    ));
+                }
+                (Some("KEY_AGREEMENT"), false) => {
+                    return Err(ServiceError::new(
+                        "UnsupportedOperationException",
+                        400,
+                        "KeyUsage KEY_AGREEMENT is not supported by Coffer yet.",
+                    ));
+                }
+                (Some(u), _) => {
                     return Err(validation(format!(
                         "KeyUsage {u} is not compatible with KeySpec {s}"
                     )));
@@ -649,7 +683,20 @@ impl Kms {
             }
             None => default_policy(&account),
         };
-        let material = self.new_material(&arn, 1, material_len, "INITIAL")?;
+        let (material, public_key) = match asym {
+            Some(a) => {
+                let (sk, pk) =
+                    coffer_crypto::asym::generate(a).map_err(|e| internal(format!("{e:?}")))?;
+                (
+                    self.wrap_material(&arn, 1, &sk, "INITIAL")?,
+                    Some(base64::Engine::encode(
+                        &base64::engine::general_purpose::STANDARD,
+                        pk,
+                    )),
+                )
+            }
+            None => (self.new_material(&arn, 1, material_len, "INITIAL")?, None),
+        };
         let key = KmsKey {
             id: id.clone(),
             arn,
@@ -668,6 +715,7 @@ impl Kms {
             rotation_period_days: None,
             next_rotation: None,
             on_demand_rotations: 0,
+            public_key,
         };
         self.tx(|t| put_json(t, NS_KEY, &format!("{account}/{id}"), &key).map_err(store_err))?;
         Ok(json!({ "KeyMetadata": key_metadata(&key) }))
@@ -946,7 +994,7 @@ impl Kms {
     // ---------- cryptography ----------
 
     /// Resolves and authorizes a crypto operation, with the encryption context as condition keys.
-    fn crypto_key(
+    pub(crate) fn crypto_key(
         &self,
         ctx: &RequestContext,
         id: &str,
@@ -967,7 +1015,17 @@ impl Kms {
         Ok(key)
     }
 
-    fn require_encrypt_usage(key: &KmsKey, op: &str) -> Result<(), ServiceError> {
+    pub(crate) fn require_encrypt_usage(key: &KmsKey, op: &str) -> Result<(), ServiceError> {
+        if key.key_usage == "ENCRYPT_DECRYPT" && !key.is_symmetric() {
+            return Err(ServiceError::new(
+                "InvalidKeyUsageException",
+                400,
+                format!(
+                    "Algorithm SYMMETRIC_DEFAULT is incompatible with key spec {}.",
+                    key.key_spec
+                ),
+            ));
+        }
         if key.key_usage != "ENCRYPT_DECRYPT" || !key.is_symmetric() {
             return Err(ServiceError::new(
                 "InvalidKeyUsageException",
@@ -998,7 +1056,7 @@ impl Kms {
     }
 
     /// Seals `plaintext` under the key's current material.
-    fn seal(
+    pub(crate) fn seal(
         &self,
         key: &KmsKey,
         ec: &[(String, String)],
@@ -1025,6 +1083,11 @@ impl Kms {
             }));
         }
         let ec = inp.context("EncryptionContext")?;
+        if let Some(alg @ ("RSAES_OAEP_SHA_1" | "RSAES_OAEP_SHA_256")) =
+            inp.opt_str("EncryptionAlgorithm")?
+        {
+            return self.rsa_encrypt(ctx, inp, id, alg, &plaintext, &ec);
+        }
         Self::check_algorithm(inp, "EncryptionAlgorithm")?;
         let key = self.crypto_key(ctx, id, "kms:Encrypt", &ec)?;
         Self::require_encrypt_usage(&key, "Encrypt")?;
@@ -1090,6 +1153,11 @@ impl Kms {
     fn decrypt(&self, ctx: &RequestContext, inp: &Input) -> R {
         let blob = inp.blob("CiphertextBlob")?;
         let ec = inp.context("EncryptionContext")?;
+        if let Some(alg @ ("RSAES_OAEP_SHA_1" | "RSAES_OAEP_SHA_256")) =
+            inp.opt_str("EncryptionAlgorithm")?
+        {
+            return self.rsa_decrypt(ctx, inp, alg, &blob, &ec);
+        }
         Self::check_algorithm(inp, "EncryptionAlgorithm")?;
         let dry = inp.opt_bool("DryRun")?.unwrap_or(false);
         let (key, plain) = self.open_blob(ctx, &blob, &ec, inp.opt_str("KeyId")?, "kms:Decrypt")?;

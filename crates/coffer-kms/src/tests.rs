@@ -464,7 +464,7 @@ fn hmac_keys_and_validation() {
         &f,
         &f.root,
         "CreateKey",
-        json!({"KeySpec": "RSA_2048", "KeyUsage": "SIGN_VERIFY"}),
+        json!({"KeySpec": "SM2", "KeyUsage": "SIGN_VERIFY"}),
     )
     .unwrap_err();
     assert_eq!(e.code, "UnsupportedOperationException");
@@ -662,4 +662,133 @@ fn grants_grant_constrain_retire_and_revoke() {
     assert_eq!(e.code, "ValidationException");
     let e = call(&f, &f.root, "CreateGrant", json!({"KeyId": id, "GranteePrincipal": "arn:aws:iam::123456789012:user/ghost", "Operations": ["Encrypt"]})).unwrap_err();
     assert_eq!(e.code, "InvalidArnException");
+}
+
+#[test]
+fn asymmetric_keys_sign_verify_encrypt_and_key_pairs() {
+    let f = fx();
+    let e = call(
+        &f,
+        &f.root,
+        "CreateKey",
+        json!({"KeySpec": "ECC_NIST_P256"}),
+    )
+    .unwrap_err();
+    assert_eq!(e.code, "ValidationException");
+    for (spec, alg) in [
+        ("ECC_NIST_P256", "ECDSA_SHA_256"),
+        ("ECC_SECG_P256K1", "ECDSA_SHA_256"),
+        ("ECC_NIST_P384", "ECDSA_SHA_384"),
+        ("RSA_2048", "RSASSA_PSS_SHA_256"),
+    ] {
+        let meta = call(
+            &f,
+            &f.root,
+            "CreateKey",
+            json!({"KeySpec": spec, "KeyUsage": "SIGN_VERIFY"}),
+        )
+        .unwrap();
+        let id = meta["KeyMetadata"]["KeyId"].as_str().unwrap().to_string();
+        assert!(
+            meta["KeyMetadata"]["SigningAlgorithms"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|a| a == alg)
+        );
+        let s = call(
+            &f,
+            &f.root,
+            "Sign",
+            json!({"KeyId": id, "Message": "bXNn", "SigningAlgorithm": alg}),
+        )
+        .unwrap();
+        let v = call(&f, &f.root, "Verify", json!({"KeyId": id, "Message": "bXNn", "Signature": s["Signature"], "SigningAlgorithm": alg})).unwrap();
+        assert_eq!(v["SignatureValid"], true);
+        let e = call(&f, &f.root, "Verify", json!({"KeyId": id, "Message": "bXNo", "Signature": s["Signature"], "SigningAlgorithm": alg})).unwrap_err();
+        assert_eq!(e.code, "KMSInvalidSignatureException");
+        let e = call(&f, &f.root, "Sign", json!({"KeyId": id, "Message": "bXNn", "MessageType": "DIGEST", "SigningAlgorithm": alg})).unwrap_err();
+        assert_eq!(
+            e.message,
+            format!("Digest is invalid length for algorithm {alg}.")
+        );
+        let pk = call(&f, &f.root, "GetPublicKey", json!({"KeyId": id})).unwrap();
+        assert!(!pk["PublicKey"].as_str().unwrap().is_empty());
+        let e = call(
+            &f,
+            &f.root,
+            "Encrypt",
+            json!({"KeyId": id, "Plaintext": "eA=="}),
+        )
+        .unwrap_err();
+        assert_eq!(e.code, "InvalidKeyUsageException");
+        let e = call(&f, &f.root, "RotateKeyOnDemand", json!({"KeyId": id})).unwrap_err();
+        assert_eq!(e.code, "UnsupportedOperationException");
+    }
+    let rsa = call(
+        &f,
+        &f.root,
+        "CreateKey",
+        json!({"KeySpec": "RSA_2048", "KeyUsage": "ENCRYPT_DECRYPT"}),
+    )
+    .unwrap();
+    let id = rsa["KeyMetadata"]["KeyId"].as_str().unwrap().to_string();
+    let ct = call(
+        &f,
+        &f.root,
+        "Encrypt",
+        json!({"KeyId": id, "Plaintext": "c2VjcmV0", "EncryptionAlgorithm": "RSAES_OAEP_SHA_256"}),
+    )
+    .unwrap();
+    let pt = call(&f, &f.root, "Decrypt", json!({"KeyId": id, "CiphertextBlob": ct["CiphertextBlob"], "EncryptionAlgorithm": "RSAES_OAEP_SHA_256"})).unwrap();
+    assert_eq!(pt["Plaintext"], "c2VjcmV0");
+    let big = B64.encode([0u8; 191]);
+    let e = call(
+        &f,
+        &f.root,
+        "Encrypt",
+        json!({"KeyId": id, "Plaintext": big, "EncryptionAlgorithm": "RSAES_OAEP_SHA_256"}),
+    )
+    .unwrap_err();
+    assert_eq!(
+        e.message,
+        "Algorithm RSAES_OAEP_SHA_256 and key spec RSA_2048 cannot encrypt data larger than 190 bytes."
+    );
+    let e = call(
+        &f,
+        &f.root,
+        "Encrypt",
+        json!({"KeyId": id, "Plaintext": "eA=="}),
+    )
+    .unwrap_err();
+    assert_eq!(
+        e.message,
+        "Algorithm SYMMETRIC_DEFAULT is incompatible with key spec RSA_2048."
+    );
+    // data key pairs: the private key comes back encrypted under a symmetric key
+    let sym = new_key(&f, json!({}));
+    let kp = call(
+        &f,
+        &f.root,
+        "GenerateDataKeyPair",
+        json!({"KeyId": sym, "KeyPairSpec": "ECC_NIST_P256"}),
+    )
+    .unwrap();
+    let back = call(
+        &f,
+        &f.root,
+        "Decrypt",
+        json!({"CiphertextBlob": kp["PrivateKeyCiphertextBlob"]}),
+    )
+    .unwrap();
+    assert_eq!(back["Plaintext"], kp["PrivateKeyPlaintext"]);
+    let kp2 = call(
+        &f,
+        &f.root,
+        "GenerateDataKeyPairWithoutPlaintext",
+        json!({"KeyId": sym, "KeyPairSpec": "RSA_2048"}),
+    )
+    .unwrap();
+    assert!(kp2.get("PrivateKeyPlaintext").is_none());
+    assert!(!kp2["PublicKey"].as_str().unwrap().is_empty());
 }
