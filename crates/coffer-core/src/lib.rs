@@ -113,6 +113,9 @@ pub struct RequestContext {
     pub request_id: String,
     pub region: String,
     pub user_agent: Option<String>,
+    /// Set when a service calls another on the caller's behalf (S3 calling KMS for SSE-KMS):
+    /// the calling service's endpoint name, e.g. `s3.us-east-1.amazonaws.com`.
+    pub via_service: Option<String>,
 }
 
 pub fn root_arn(account: &str) -> String {
@@ -163,6 +166,44 @@ pub struct ServiceError {
     pub code: String,
     pub status: u16,
     pub message: String,
+}
+
+/// Data keys for envelope encryption, generated and opened *as the caller*: how S3 uses KMS for
+/// SSE-KMS. Implementations authorize the caller with `kms:ViaService` set from
+/// `RequestContext::via_service`.
+pub trait DataKeyProvider: Send + Sync {
+    /// A fresh 256-bit data key under `key_id` (any identifier form), bound to `context`.
+    fn generate_data_key(
+        &self,
+        ctx: &RequestContext,
+        key_id: &str,
+        context: &[(String, String)],
+    ) -> Result<DataKey, ServiceError>;
+    /// Opens a data key made by [`DataKeyProvider::generate_data_key`].
+    fn decrypt_data_key(
+        &self,
+        ctx: &RequestContext,
+        ciphertext: &[u8],
+        context: &[(String, String)],
+    ) -> Result<DataKey, ServiceError>;
+    /// The full key ARN of `key_id` (any identifier form), if the caller may describe it.
+    fn key_arn(&self, ctx: &RequestContext, key_id: &str) -> Result<String, ServiceError>;
+}
+
+/// A data key: its plaintext (zeroized on drop), its ciphertext, and the KMS key's ARN.
+pub struct DataKey {
+    pub key_arn: String,
+    pub plaintext: zeroize::Zeroizing<Vec<u8>>,
+    pub ciphertext: Vec<u8>,
+}
+
+impl std::fmt::Debug for DataKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DataKey")
+            .field("key_arn", &self.key_arn)
+            .field("plaintext", &"<redacted>")
+            .finish()
+    }
 }
 
 impl ServiceError {

@@ -650,6 +650,7 @@ impl App {
                 .get(header::USER_AGENT)
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_string),
+            via_service: None,
         };
 
         // ---- dispatch ----

@@ -111,7 +111,14 @@ pub fn base_context(ctx: &RequestContext) -> Context {
         c.set("aws:username", u);
     }
     c.set("aws:RequestedRegion", ctx.region.clone());
-    c.set("aws:ViaAWSService", "false");
+    c.set(
+        "aws:ViaAWSService",
+        if ctx.via_service.is_some() {
+            "true"
+        } else {
+            "false"
+        },
+    );
     if let Some(ua) = &ctx.user_agent {
         c.set("aws:UserAgent", ua.clone());
     }

@@ -39,6 +39,7 @@ fn ctx_for(f: &Fx, key: &str) -> RequestContext {
         request_id: "t".into(),
         region: "us-east-1".into(),
         user_agent: None,
+        via_service: None,
     }
 }
 

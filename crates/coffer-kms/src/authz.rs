@@ -38,6 +38,9 @@ impl Kms {
     ) -> Result<Context, ServiceError> {
         let mut c = base_context(ctx);
         c.set("kms:CallerAccount", ctx.principal.account.clone());
+        if let Some(v) = &ctx.via_service {
+            c.set("kms:ViaService", v.clone());
+        }
         if let Some(k) = key {
             c.set("kms:KeySpec", k.key_spec.clone());
             c.set("kms:KeyUsage", k.key_usage.clone());

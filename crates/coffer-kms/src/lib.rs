@@ -241,5 +241,67 @@ impl Kms {
     }
 }
 
+impl coffer_core::DataKeyProvider for Kms {
+    fn generate_data_key(
+        &self,
+        ctx: &coffer_core::RequestContext,
+        key_id: &str,
+        context: &[(String, String)],
+    ) -> Result<coffer_core::DataKey, ServiceError> {
+        let ec: Map<String, Value> = context
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+            .collect();
+        let input =
+            serde_json::json!({ "KeyId": key_id, "KeySpec": "AES_256", "EncryptionContext": ec });
+        let out = self.handle(ctx, "GenerateDataKey", &input)?;
+        let field = |name: &str| -> Result<Zeroizing<Vec<u8>>, ServiceError> {
+            let s = out[name]
+                .as_str()
+                .ok_or_else(|| internal("GenerateDataKey output"))?;
+            B64.decode(s).map(Zeroizing::new).map_err(internal)
+        };
+        Ok(coffer_core::DataKey {
+            key_arn: out["KeyId"].as_str().unwrap_or_default().to_string(),
+            plaintext: field("Plaintext")?,
+            ciphertext: field("CiphertextBlob")?.to_vec(),
+        })
+    }
+
+    fn decrypt_data_key(
+        &self,
+        ctx: &coffer_core::RequestContext,
+        ciphertext: &[u8],
+        context: &[(String, String)],
+    ) -> Result<coffer_core::DataKey, ServiceError> {
+        let ec: Map<String, Value> = context
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+            .collect();
+        let input = serde_json::json!({ "CiphertextBlob": B64.encode(ciphertext), "EncryptionContext": ec });
+        let out = self.handle(ctx, "Decrypt", &input)?;
+        let plain = out["Plaintext"]
+            .as_str()
+            .ok_or_else(|| internal("Decrypt output"))?;
+        Ok(coffer_core::DataKey {
+            key_arn: out["KeyId"].as_str().unwrap_or_default().to_string(),
+            plaintext: Zeroizing::new(B64.decode(plain).map_err(internal)?),
+            ciphertext: ciphertext.to_vec(),
+        })
+    }
+
+    fn key_arn(
+        &self,
+        ctx: &coffer_core::RequestContext,
+        key_id: &str,
+    ) -> Result<String, ServiceError> {
+        let out = self.handle(ctx, "DescribeKey", &serde_json::json!({ "KeyId": key_id }))?;
+        out["KeyMetadata"]["Arn"]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| internal("DescribeKey output"))
+    }
+}
+
 #[cfg(test)]
 mod tests;

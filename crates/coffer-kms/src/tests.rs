@@ -24,6 +24,7 @@ fn ctx(iam: &Iam, key: &str) -> RequestContext {
         request_id: "t".into(),
         region: "us-east-1".into(),
         user_agent: None,
+        via_service: None,
     }
 }
 
@@ -791,4 +792,70 @@ fn asymmetric_keys_sign_verify_encrypt_and_key_pairs() {
     .unwrap();
     assert!(kp2.get("PrivateKeyPlaintext").is_none());
     assert!(!kp2["PublicKey"].as_str().unwrap().is_empty());
+}
+
+#[test]
+fn data_key_provider_acts_as_the_caller_via_a_service() {
+    use coffer_core::DataKeyProvider;
+    let f = fx();
+    user(&f, "s3user", None);
+    let s3user = {
+        let o = f
+            .iam
+            .handle(&f.root, "CreateAccessKey", &p(&[("UserName", "s3user")]))
+            .unwrap()
+            .unwrap();
+        let Out::Struct(fields) = o else { panic!() };
+        let Out::Struct(ak) = &fields[0].1 else {
+            panic!()
+        };
+        let Some((_, Out::Str(id))) = ak.iter().find(|(k, _)| *k == "AccessKeyId") else {
+            panic!()
+        };
+        ctx(&f.iam, id)
+    };
+    let policy = json!({
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Sid": "Enable IAM User Permissions", "Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::123456789012:root"}, "Action": "kms:*", "Resource": "*"},
+            {"Sid": "Through S3 only", "Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::123456789012:user/s3user"},
+             "Action": ["kms:GenerateDataKey", "kms:Decrypt", "kms:DescribeKey"], "Resource": "*",
+             "Condition": {"StringEquals": {"kms:ViaService": "s3.us-east-1.amazonaws.com", "kms:CallerAccount": "123456789012"}}}
+        ]
+    })
+    .to_string();
+    let id = new_key(&f, json!({"Policy": policy}));
+    let ec = vec![(
+        "aws:s3:arn".to_string(),
+        "arn:aws:s3:::bucket/key".to_string(),
+    )];
+    // Directly: denied.
+    assert!(f.kms.generate_data_key(&s3user, &id, &ec).is_err());
+    // Through S3: allowed, and the data key opens with the same context only.
+    let via = RequestContext {
+        via_service: Some("s3.us-east-1.amazonaws.com".into()),
+        source_ip: None,
+        ..s3user.clone()
+    };
+    let dk = f.kms.generate_data_key(&via, &id, &ec).unwrap();
+    assert_eq!(dk.plaintext.len(), 32);
+    assert!(dk.key_arn.ends_with(&id));
+    let back = f.kms.decrypt_data_key(&via, &dk.ciphertext, &ec).unwrap();
+    assert_eq!(&back.plaintext[..], &dk.plaintext[..]);
+    let other = vec![(
+        "aws:s3:arn".to_string(),
+        "arn:aws:s3:::bucket/other".to_string(),
+    )];
+    assert_eq!(
+        f.kms
+            .decrypt_data_key(&via, &dk.ciphertext, &other)
+            .unwrap_err()
+            .code,
+        "InvalidCiphertextException"
+    );
+    assert_eq!(
+        DataKeyProvider::key_arn(&f.kms, &via, &id).unwrap(),
+        dk.key_arn
+    );
+    assert!(format!("{dk:?}").contains("<redacted>"));
 }
