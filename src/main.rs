@@ -1,5 +1,7 @@
 //! `coffer`: AWS-compatible KMS, S3, IAM and STS on one endpoint.
 
+mod bench;
+
 use base64::Engine;
 use clap::{Parser, Subcommand};
 use coffer_core::{Clock, SystemClock, TestClock};
@@ -31,6 +33,8 @@ struct Cli {
 enum Cmd {
     /// Run the server.
     Serve(ServeArgs),
+    /// Measure KMS throughput and server CPU per request over HTTP (starts its own server).
+    Bench(bench::BenchArgs),
 }
 
 #[derive(Parser)]
@@ -80,6 +84,13 @@ fn main() -> ExitCode {
             Err(e) => {
                 eprintln!("coffer: {e}");
                 ExitCode::from(2)
+            }
+        },
+        Cmd::Bench(args) => match bench::run(args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("coffer bench: {e}");
+                ExitCode::from(1)
             }
         },
     }

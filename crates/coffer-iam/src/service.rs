@@ -215,6 +215,21 @@ fn check_password_policy(pw: &str) -> Result<(), ServiceError> {
     Ok(())
 }
 
+/// `DeleteConflict` while an entity still has inline or attached policies (AWS's order).
+fn ensure_no_policies(h: &mut dyn PolicyHolder) -> Result<(), ServiceError> {
+    if !h.inline().is_empty() {
+        return Err(conflict(
+            "Cannot delete entity, must delete policies first.",
+        ));
+    }
+    if !h.attached().is_empty() {
+        return Err(conflict(
+            "Cannot delete entity, must detach all policies first.",
+        ));
+    }
+    Ok(())
+}
+
 // ---------- pagination ----------
 
 /// The `IsTruncated`/`Marker` fields of a listing.
@@ -734,7 +749,7 @@ impl Iam {
         let u: User = self.load(Entity::User, a, name)?;
         self.authorize(ctx, "iam:DeleteUser", &u.arn)?;
         tx(self, |t| {
-            let u: User =
+            let mut u: User =
                 get(t, NS_USER, &name_key(a, name))?.ok_or_else(|| Entity::User.not_found(name))?;
             if u.login_profile.is_some() {
                 return Err(conflict(
@@ -746,16 +761,7 @@ impl Iam {
                     "Cannot delete entity, must delete access keys first.",
                 ));
             }
-            if !u.inline.is_empty() {
-                return Err(conflict(
-                    "Cannot delete entity, must delete policies first.",
-                ));
-            }
-            if !u.attached.is_empty() {
-                return Err(conflict(
-                    "Cannot delete entity, must detach all policies first.",
-                ));
-            }
+            ensure_no_policies(&mut u)?;
             if !u.groups.is_empty() {
                 return Err(conflict(
                     "Cannot delete entity, must remove users from group first.",
@@ -1779,22 +1785,14 @@ impl Iam {
         self.authorize(ctx, "iam:DeleteGroup", &g.arn)?;
         tx(self, |t| {
             let key = name_key(a, name);
-            let g: Group = get(t, NS_GROUP, &key)?.ok_or_else(|| Entity::Group.not_found(name))?;
+            let mut g: Group =
+                get(t, NS_GROUP, &key)?.ok_or_else(|| Entity::Group.not_found(name))?;
             if !g.members.is_empty() {
                 return Err(conflict(
                     "Cannot delete entity, must remove users from group first.",
                 ));
             }
-            if !g.inline.is_empty() {
-                return Err(conflict(
-                    "Cannot delete entity, must delete policies first.",
-                ));
-            }
-            if !g.attached.is_empty() {
-                return Err(conflict(
-                    "Cannot delete entity, must detach all policies first.",
-                ));
-            }
+            ensure_no_policies(&mut g)?;
             t.delete(NS_GROUP, &key).map_err(store_err)?;
             Ok(())
         })?;
@@ -1946,17 +1944,8 @@ impl Iam {
         self.authorize(ctx, "iam:DeleteRole", &r.arn)?;
         tx(self, |t| {
             let key = name_key(a, name);
-            let r: Role = get(t, NS_ROLE, &key)?.ok_or_else(|| Entity::Role.not_found(name))?;
-            if !r.inline.is_empty() {
-                return Err(conflict(
-                    "Cannot delete entity, must delete policies first.",
-                ));
-            }
-            if !r.attached.is_empty() {
-                return Err(conflict(
-                    "Cannot delete entity, must detach all policies first.",
-                ));
-            }
+            let mut r: Role = get(t, NS_ROLE, &key)?.ok_or_else(|| Entity::Role.not_found(name))?;
+            ensure_no_policies(&mut r)?;
             t.delete(NS_ROLE, &key).map_err(store_err)?;
             Ok(())
         })?;

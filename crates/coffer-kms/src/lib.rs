@@ -241,6 +241,16 @@ impl Kms {
     }
 }
 
+/// An encryption context as a JSON object.
+fn context_json(context: &[(String, String)]) -> Value {
+    Value::Object(
+        context
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+            .collect(),
+    )
+}
+
 impl coffer_core::DataKeyProvider for Kms {
     fn generate_data_key(
         &self,
@@ -248,10 +258,7 @@ impl coffer_core::DataKeyProvider for Kms {
         key_id: &str,
         context: &[(String, String)],
     ) -> Result<coffer_core::DataKey, ServiceError> {
-        let ec: Map<String, Value> = context
-            .iter()
-            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
-            .collect();
+        let ec = context_json(context);
         let input =
             serde_json::json!({ "KeyId": key_id, "KeySpec": "AES_256", "EncryptionContext": ec });
         let out = self.handle(ctx, "GenerateDataKey", &input)?;
@@ -274,10 +281,7 @@ impl coffer_core::DataKeyProvider for Kms {
         ciphertext: &[u8],
         context: &[(String, String)],
     ) -> Result<coffer_core::DataKey, ServiceError> {
-        let ec: Map<String, Value> = context
-            .iter()
-            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
-            .collect();
+        let ec = context_json(context);
         let input = serde_json::json!({ "CiphertextBlob": B64.encode(ciphertext), "EncryptionContext": ec });
         let out = self.handle(ctx, "Decrypt", &input)?;
         let plain = out["Plaintext"]

@@ -798,22 +798,7 @@ fn asymmetric_keys_sign_verify_encrypt_and_key_pairs() {
 fn data_key_provider_acts_as_the_caller_via_a_service() {
     use coffer_core::DataKeyProvider;
     let f = fx();
-    user(&f, "s3user", None);
-    let s3user = {
-        let o = f
-            .iam
-            .handle(&f.root, "CreateAccessKey", &p(&[("UserName", "s3user")]))
-            .unwrap()
-            .unwrap();
-        let Out::Struct(fields) = o else { panic!() };
-        let Out::Struct(ak) = &fields[0].1 else {
-            panic!()
-        };
-        let Some((_, Out::Str(id))) = ak.iter().find(|(k, _)| *k == "AccessKeyId") else {
-            panic!()
-        };
-        ctx(&f.iam, id)
-    };
+    let s3user = user(&f, "s3user", None);
     let policy = json!({
         "Version": "2012-10-17",
         "Statement": [
