@@ -14,6 +14,9 @@ pub fn xml_escape(s: &str, out: &mut String) {
             '"' => out.push_str("&quot;"),
             '\'' => out.push_str("&apos;"),
             '\r' => out.push_str("&#xD;"),
+            '\t' | '\n' => out.push(c),
+            // Characters XML 1.0 cannot carry at all (C0 controls, U+FFFE/U+FFFF).
+            c if (c as u32) < 0x20 || c == '\u{FFFE}' || c == '\u{FFFF}' => out.push('\u{FFFD}'),
             c => out.push(c),
         }
     }
@@ -142,6 +145,9 @@ mod tests {
         ));
         let x = query_response("DeleteUser", IAM_NS, None, "r");
         assert!(!x.contains("DeleteUserResult"));
+        let mut esc = String::new();
+        xml_escape("a\u{0}b\u{1}c\td\ne\u{FFFF}", &mut esc);
+        assert_eq!(esc, "a\u{FFFD}b\u{FFFD}c\td\ne\u{FFFD}");
         let e = ServiceError::new("NoSuchEntity", 404, "gone");
         let x = query_error(IAM_NS, &e, "r");
         assert!(x.contains("<Type>Sender</Type><Code>NoSuchEntity</Code><Message>gone</Message>"));

@@ -58,51 +58,56 @@ impl Proto {
 struct Reply {
     proto: Proto,
     request_id: String,
+    /// S3's `x-amz-id-2`, the same in the header and the error body.
+    host_id: String,
+    /// The request body was left unread: the connection must close after the response.
+    close: bool,
 }
 
-fn request_id_for(proto: Proto) -> String {
-    match proto {
-        // S3 request ids are 16 upper-case hex characters.
-        Proto::S3 => coffer_core::ids::random_id("", 16)
-            .chars()
-            .map(|c| {
-                if c.is_ascii_digit() || ('A'..='F').contains(&c) {
-                    c
-                } else {
-                    'A'
-                }
-            })
-            .collect(),
-        _ => coffer_core::ids::uuid(),
-    }
-}
-
-fn with_common(mut r: Response<Body>, proto: Proto, rid: &str) -> Response<Body> {
-    let h = r.headers_mut();
-    if let Ok(v) = HeaderValue::from_str(rid) {
-        match proto {
-            Proto::S3 => {
-                h.insert("x-amz-request-id", v);
-                if let Ok(id2) = HeaderValue::from_str(&host_id()) {
-                    h.insert("x-amz-id-2", id2);
-                }
-            }
-            _ => {
-                h.insert("x-amzn-requestid", v);
-            }
+impl Reply {
+    fn new(proto: Proto) -> Self {
+        use base64::Engine;
+        let request_id = match proto {
+            // S3 request ids are 16 upper-case hex characters (64 random bits).
+            Proto::S3 => coffer_core::ids::token(8)
+                .iter()
+                .map(|b| format!("{b:02X}"))
+                .collect(),
+            _ => coffer_core::ids::uuid(),
+        };
+        Reply {
+            proto,
+            request_id,
+            host_id: base64::engine::general_purpose::STANDARD.encode(coffer_core::ids::token(24)),
+            close: false,
         }
     }
-    if let Ok(d) = HeaderValue::from_str(&httpdate(time::OffsetDateTime::now_utc())) {
-        h.insert(header::DATE, d);
-    }
-    h.insert(header::SERVER, HeaderValue::from_static("Coffer"));
-    r
-}
 
-/// S3's `x-amz-id-2`: an opaque token per response.
-fn host_id() -> String {
-    use base64::Engine;
-    base64::engine::general_purpose::STANDARD.encode(coffer_core::ids::token(24))
+    /// Adds the headers every response carries.
+    fn finish(&self, mut r: Response<Body>) -> Response<Body> {
+        let h = r.headers_mut();
+        if let Ok(v) = HeaderValue::from_str(&self.request_id) {
+            match self.proto {
+                Proto::S3 => {
+                    h.insert("x-amz-request-id", v);
+                    if let Ok(id2) = HeaderValue::from_str(&self.host_id) {
+                        h.insert("x-amz-id-2", id2);
+                    }
+                }
+                _ => {
+                    h.insert("x-amzn-requestid", v);
+                }
+            }
+        }
+        if let Ok(d) = HeaderValue::from_str(&httpdate(time::OffsetDateTime::now_utc())) {
+            h.insert(header::DATE, d);
+        }
+        h.insert(header::SERVER, HeaderValue::from_static("Coffer"));
+        if self.close {
+            h.insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        r
+    }
 }
 
 fn httpdate(t: time::OffsetDateTime) -> String {
@@ -152,12 +157,12 @@ impl Reply {
                 let body = if head {
                     String::new()
                 } else {
-                    encode::s3_error(e, extra, &self.request_id, &host_id())
+                    encode::s3_error(e, extra, &self.request_id, &self.host_id)
                 };
                 response(e.status, "application/xml", body)
             }
         };
-        with_common(r, self.proto, &self.request_id)
+        self.finish(r)
     }
 }
 
@@ -410,6 +415,16 @@ fn classify(headers: &HeaderMap, auth: Option<&ParsedAuth>, form: Option<&Params
     }
 }
 
+/// Whether the request announces a body.
+fn has_body(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::TRANSFER_ENCODING)
+        || headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .is_some_and(|n| n > 0)
+}
+
 fn is_form(headers: &HeaderMap) -> bool {
     headers
         .get(header::CONTENT_TYPE)
@@ -479,11 +494,9 @@ impl App {
             match Limited::new(body, MAX_QUERY_BODY).collect().await {
                 Ok(b) => b.to_bytes(),
                 Err(_) => {
-                    let rid = request_id_for(pre);
-                    let reply = Reply {
-                        proto: pre,
-                        request_id: rid,
-                    };
+                    let mut reply = Reply::new(pre);
+                    // The rest of the body is not read.
+                    reply.close = true;
                     return reply.error(
                         &ServiceError::new(
                             "RequestEntityTooLarge",
@@ -511,10 +524,9 @@ impl App {
             None
         };
         let proto = classify(&parts.headers, auth_scope, form.as_ref());
-        let reply = Reply {
-            proto,
-            request_id: request_id_for(proto),
-        };
+        let mut reply = Reply::new(proto);
+        // A body the gateway did not read would be taken for the next request on this connection.
+        reply.close = !needs_body && has_body(&parts.headers);
         let head = parts.method == Method::HEAD;
 
         // ---- authenticate ----
@@ -664,6 +676,30 @@ impl App {
                         false,
                     );
                 };
+                let version = if proto == Proto::Sts {
+                    "2011-06-15"
+                } else {
+                    "2010-05-08"
+                };
+                match params.opt("Version") {
+                    Some(v) if v == version => {}
+                    Some(v) => {
+                        let e = ServiceError::new(
+                            "InvalidAction",
+                            400,
+                            format!("Could not find operation {action} for version {v}"),
+                        );
+                        return reply.error(&e, &[], false);
+                    }
+                    None => {
+                        let e = ServiceError::new(
+                            "MissingParameter",
+                            400,
+                            "The request must contain the parameter Version",
+                        );
+                        return reply.error(&e, &[], false);
+                    }
+                }
                 let iam = self.iam.clone();
                 let ctx2 = ctx.clone();
                 let action2 = action.clone();
@@ -682,7 +718,7 @@ impl App {
                         let ns = if proto == Proto::Sts { STS_NS } else { IAM_NS };
                         let body =
                             encode::query_response(&action, ns, out.as_ref(), &reply.request_id);
-                        with_common(response(200, "text/xml", body), proto, &reply.request_id)
+                        reply.finish(response(200, "text/xml", body))
                     }
                     Err(e) => {
                         tracing::info!(request_id = %ctx.request_id, principal = %ctx.principal.arn, action = %action, code = %e.code, "error");
@@ -722,11 +758,7 @@ impl App {
                 match result {
                     Ok(v) => {
                         tracing::info!(request_id = %ctx.request_id, principal = %ctx.principal.arn, op = %op, "ok");
-                        with_common(
-                            response(200, "application/x-amz-json-1.1", v.to_string()),
-                            proto,
-                            &reply.request_id,
-                        )
+                        reply.finish(response(200, "application/x-amz-json-1.1", v.to_string()))
                     }
                     Err(e) => {
                         tracing::info!(request_id = %ctx.request_id, principal = %ctx.principal.arn, op = %op, code = %e.code, "error");

@@ -63,7 +63,11 @@ pub fn self_signed(extra_names: &[String]) -> Result<(Tls, String), String> {
         "127.0.0.1".to_string(),
         "::1".to_string(),
     ];
-    names.extend(extra_names.iter().cloned());
+    for n in extra_names {
+        if !names.contains(n) {
+            names.push(n.clone());
+        }
+    }
     let ck = rcgen::generate_simple_self_signed(names).map_err(|e| e.to_string())?;
     let cert_pem = ck.cert.pem();
     let der = ck.cert.der().clone();

@@ -86,7 +86,12 @@ fn is_name_char(c: char) -> bool {
 }
 
 fn check_name(field: &str, v: &str, max: usize) -> Result<(), ServiceError> {
-    if v.is_empty() || v.chars().count() > max {
+    if v.is_empty() {
+        return Err(validation(format!(
+            "1 validation error detected: Value '' at '{field}' failed to satisfy constraint: Member must have length greater than or equal to 1"
+        )));
+    }
+    if v.chars().count() > max {
         return Err(validation(format!(
             "1 validation error detected: Value '{v}' at '{field}' failed to satisfy constraint: Member must have length less than or equal to {max}"
         )));
@@ -133,6 +138,17 @@ fn tags_of(p: &Params, existing: &[Tag]) -> Result<Vec<Tag>, ServiceError> {
                 "1 validation error detected: Value '{k}' at 'tags.member.key' failed to satisfy constraint: Member must have length less than or equal to 128"
             )));
         }
+        let tag_char = |c: char| c.is_alphanumeric() || c == ' ' || "_.:/=+-@".contains(c);
+        if !k.chars().all(tag_char) || !v.chars().all(tag_char) {
+            return Err(validation(format!(
+                "1 validation error detected: Value at 'tags.member.{}' failed to satisfy constraint: Member must satisfy regular expression pattern: [\\p{{L}}\\p{{Z}}\\p{{N}}_.:/=+\\-@]*",
+                if k.chars().all(tag_char) {
+                    "value"
+                } else {
+                    "key"
+                }
+            )));
+        }
         if v.chars().count() > 256 {
             return Err(validation(
                 "1 validation error detected: Value at 'tags.member.value' failed to satisfy constraint: Member must have length less than or equal to 256",
@@ -170,10 +186,14 @@ fn check_policy(doc: &str, kind: PolicyKind) -> Result<(), ServiceError> {
         .map_err(|e| malformed(e.message))
 }
 
+/// Policy documents travel URL-encoded (RFC 3986: unreserved characters stay as they are).
 fn enc_doc(doc: &str) -> Out {
-    Out::s(
-        percent_encoding::utf8_percent_encode(doc, percent_encoding::NON_ALPHANUMERIC).to_string(),
-    )
+    const SET: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'_')
+        .remove(b'.')
+        .remove(b'~');
+    Out::s(percent_encoding::utf8_percent_encode(doc, SET).to_string())
 }
 
 pub(crate) fn hash_password(pw: &str) -> Result<String, ServiceError> {
@@ -246,7 +266,12 @@ fn page_of(p: &Params) -> Result<Page, ServiceError> {
         Some(n) if (1..=1000).contains(&n) => n as usize,
         Some(n) => {
             return Err(validation(format!(
-                "1 validation error detected: Value '{n}' at 'maxItems' failed to satisfy constraint: Member must have value less than or equal to 1000"
+                "1 validation error detected: Value '{n}' at 'maxItems' failed to satisfy constraint: Member must have value {}",
+                if n < 1 {
+                    "greater than or equal to 1"
+                } else {
+                    "less than or equal to 1000"
+                }
             )));
         }
     };
@@ -528,6 +553,37 @@ impl Iam {
 
     /// Handles an IAM action. Unknown actions answer `InvalidAction`.
     pub fn handle(&self, ctx: &RequestContext, action: &str, p: &Params) -> R {
+        let result = self.dispatch(ctx, action, p);
+        // A caller that may not act on an entity learns nothing about whether it exists: decide
+        // on the ARN the request names before saying NoSuchEntity.
+        if let Err(e) = &result
+            && e.code == "NoSuchEntity"
+        {
+            let resource = self.named_resource(ctx, action, p);
+            self.authorize(ctx, &format!("iam:{action}"), &resource)?;
+        }
+        result
+    }
+
+    /// The ARN a request names, as far as the parameters tell (path `/` when unknown).
+    fn named_resource(&self, ctx: &RequestContext, action: &str, p: &Params) -> String {
+        let a = &ctx.principal.account;
+        let pick =
+            |kind: &str, param: &str| p.opt(param).map(|n| format!("arn:aws:iam::{a}:{kind}/{n}"));
+        let by_kind = if action.contains("Group") {
+            pick("group", "GroupName")
+        } else if action.contains("Role") {
+            pick("role", "RoleName")
+        } else {
+            None
+        };
+        by_kind
+            .or_else(|| pick("user", "UserName"))
+            .or_else(|| p.opt("PolicyArn").map(str::to_string))
+            .unwrap_or_else(|| ctx.principal.arn.clone())
+    }
+
+    fn dispatch(&self, ctx: &RequestContext, action: &str, p: &Params) -> R {
         let acct = ctx.principal.account.clone();
         let a = acct.as_str();
         match action {
