@@ -594,18 +594,17 @@ impl App {
             };
             return reply.error(&e, &[("Region", self.region.clone())], head);
         }
-        let iam = self.iam.clone();
-        let key_id = auth.access_key_id.clone();
-        let token = auth.security_token.clone();
-        let resolved =
-            tokio::task::spawn_blocking(move || iam.resolve(&key_id, token.as_deref())).await;
-        let resolved = match resolved {
-            Ok(Ok(r)) => r,
-            Ok(Err(e)) => {
+        // Credentials are cached in memory; a miss is one short read of the store (no writes),
+        // so this runs inline.
+        let resolved = match self
+            .iam
+            .resolve(&auth.access_key_id, auth.security_token.as_deref())
+        {
+            Ok(r) => r,
+            Err(e) => {
                 let (se, extra) = credential_error(proto, &e, &auth.access_key_id);
                 return reply.error(&se, &extra, head);
             }
-            Err(_) => return reply.error(&ServiceError::internal(), &[], head),
         };
         let (flavor, payload_hash) = match proto {
             Proto::S3 => match auth.s3_payload_hash() {
@@ -639,9 +638,7 @@ impl App {
             let (se, extra) = auth_error(proto, &e, &auth.access_key_id);
             return reply.error(&se, &extra, head);
         }
-        if resolved.principal.access_key_id.starts_with("AKIA")
-            || !auth.access_key_id.starts_with("ASIA")
-        {
+        if !auth.access_key_id.starts_with("ASIA") && self.iam.key_use_due(&auth.access_key_id) {
             let iam = self.iam.clone();
             let (k, svc, region) = (
                 auth.access_key_id.clone(),
@@ -703,15 +700,19 @@ impl App {
                 let iam = self.iam.clone();
                 let ctx2 = ctx.clone();
                 let action2 = action.clone();
-                let result = tokio::task::spawn_blocking(move || {
+                let run = move || {
                     if proto == Proto::Sts {
                         iam.handle_sts(&ctx2, &action2, &params)
                     } else {
                         iam.handle(&ctx2, &action2, &params)
                     }
-                })
-                .await
-                .unwrap_or_else(|_| Err(ServiceError::internal()));
+                };
+                // IAM Get*/List* only read; in STS only GetCallerIdentity does (GetSessionToken writes).
+                let read_only = match proto {
+                    Proto::Sts => action == "GetCallerIdentity",
+                    _ => action.starts_with("Get") || action.starts_with("List"),
+                };
+                let result = run_service(read_only, run).await;
                 match result {
                     Ok(out) => {
                         tracing::info!(request_id = %ctx.request_id, principal = %ctx.principal.arn, action = %action, "ok");
@@ -752,9 +753,8 @@ impl App {
                 let kms = self.kms.clone();
                 let ctx2 = ctx.clone();
                 let op2 = op.clone();
-                let result = tokio::task::spawn_blocking(move || kms.handle(&ctx2, &op2, &input))
-                    .await
-                    .unwrap_or_else(|_| Err(ServiceError::internal()));
+                let result =
+                    run_service(kms_inline(&op), move || kms.handle(&ctx2, &op2, &input)).await;
                 match result {
                     Ok(v) => {
                         tracing::info!(request_id = %ctx.request_id, principal = %ctx.principal.arn, op = %op, "ok");
@@ -775,6 +775,43 @@ impl App {
                 reply.error(&e, &[], head)
             }
         }
+    }
+}
+
+/// KMS operations that only read the store and do bounded, small CPU work: they run on the
+/// async worker. Everything else (writes that fsync, RSA key generation) runs on the blocking pool.
+fn kms_inline(op: &str) -> bool {
+    matches!(
+        op,
+        "Encrypt"
+            | "Decrypt"
+            | "ReEncrypt"
+            | "GenerateDataKey"
+            | "GenerateDataKeyWithoutPlaintext"
+            | "GenerateRandom"
+            | "DescribeKey"
+            | "GetKeyPolicy"
+            | "GetKeyRotationStatus"
+            | "GetPublicKey"
+            | "GenerateMac"
+            | "VerifyMac"
+            | "Verify"
+            | "ListResourceTags"
+            | "ListKeyPolicies"
+    )
+}
+
+/// Runs a service call inline (`inline`: reads only, short) or on the blocking pool.
+async fn run_service<T: Send + 'static>(
+    inline: bool,
+    f: impl FnOnce() -> Result<T, ServiceError> + Send + 'static,
+) -> Result<T, ServiceError> {
+    if inline {
+        f()
+    } else {
+        tokio::task::spawn_blocking(f)
+            .await
+            .unwrap_or_else(|_| Err(ServiceError::internal()))
     }
 }
 

@@ -184,8 +184,24 @@ impl Authorizer<'_> {
         Ok(())
     }
 
-    /// Collects the identity policies of the request's principal.
+    /// The identity policies of the request's principal (cached for the store's generation).
     pub fn identity_policies(
+        &self,
+        ctx: &RequestContext,
+    ) -> Result<std::sync::Arc<IdentityPolicies>, ServiceError> {
+        let generation = self.iam.store.generation();
+        let p = &ctx.principal;
+        let session = match &p.kind {
+            PrincipalKind::AssumedRole { session_key_id, .. } => session_key_id.as_str(),
+            _ => "",
+        };
+        let key = format!("{}\n{session}", p.arn);
+        self.iam.ids_cache.get_or_try(generation, &key, || {
+            self.collect_identity_policies(ctx).map(std::sync::Arc::new)
+        })
+    }
+
+    fn collect_identity_policies(
         &self,
         ctx: &RequestContext,
     ) -> Result<IdentityPolicies, ServiceError> {

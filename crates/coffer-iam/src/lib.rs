@@ -16,7 +16,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use coffer_core::{Clock, Principal, PrincipalKind, ServiceError, ids};
 use coffer_crypto::RootKey;
-use coffer_store::{MetaStore, Reader, get_json, put_json};
+use coffer_store::{GenCache, MetaStore, Reader, get_json, put_json};
 use model::*;
 use parking_lot::Mutex;
 use std::collections::HashMap;
@@ -29,6 +29,17 @@ pub struct Iam {
     pub(crate) clock: Arc<dyn Clock>,
     /// Last time an access key's "last used" was written, to write it at most once a minute.
     last_used_written: Mutex<HashMap<String, i64>>,
+    /// Resolved credentials by access key id and token hash, valid for one store generation.
+    creds_cache: GenCache<Arc<CachedCreds>>,
+    /// Identity policies by principal, valid for one store generation.
+    pub(crate) ids_cache: GenCache<Arc<authz::IdentityPolicies>>,
+}
+
+struct CachedCreds {
+    secret: Zeroizing<String>,
+    principal: Principal,
+    /// Session credentials end then.
+    expiration: Option<i64>,
 }
 
 /// Why credentials were refused.
@@ -73,6 +84,8 @@ impl Iam {
             root_key,
             clock,
             last_used_written: Mutex::new(HashMap::new()),
+            creds_cache: GenCache::new(10_000),
+            ids_cache: GenCache::new(10_000),
         }
     }
 
@@ -223,6 +236,40 @@ impl Iam {
         access_key_id: &str,
         session_token: Option<&str>,
     ) -> Result<Resolved, CredentialError> {
+        let generation = self.store.generation();
+        let key = format!(
+            "{access_key_id}\n{}",
+            session_token
+                .map(|t| coffer_crypto::sha256_hex(t.as_bytes()))
+                .unwrap_or_default()
+        );
+        let c = match self.creds_cache.get(generation, &key) {
+            Some(c) => c,
+            None => {
+                let (r, expiration) = self.resolve_uncached(access_key_id, session_token)?;
+                let c = Arc::new(CachedCreds {
+                    secret: r.secret,
+                    principal: r.principal,
+                    expiration,
+                });
+                self.creds_cache.put(generation, key, c.clone());
+                c
+            }
+        };
+        if c.expiration.is_some_and(|e| self.now() >= e) {
+            return Err(CredentialError::ExpiredToken);
+        }
+        Ok(Resolved {
+            secret: c.secret.clone(),
+            principal: c.principal.clone(),
+        })
+    }
+
+    fn resolve_uncached(
+        &self,
+        access_key_id: &str,
+        session_token: Option<&str>,
+    ) -> Result<(Resolved, Option<i64>), CredentialError> {
         let now = self.now();
         if let Some(rec) = get_json::<AccessKey>(&*self.store, NS_ACCESS_KEY, access_key_id)
             .map_err(|_| CredentialError::Internal)?
@@ -235,7 +282,7 @@ impl Iam {
             }
             let principal = self.owner_principal(&rec.account, &rec.owner, access_key_id)?;
             let secret = self.unwrap_secret("iam-secret", access_key_id, &rec.secret)?;
-            return Ok(Resolved { secret, principal });
+            return Ok((Resolved { secret, principal }, None));
         }
         let sess: Session = get_json(&*self.store, NS_SESSION, access_key_id)
             .map_err(|_| CredentialError::Internal)?
@@ -302,7 +349,7 @@ impl Iam {
             }
         };
         let secret = self.unwrap_secret("sts-secret", access_key_id, &sess.secret)?;
-        Ok(Resolved { secret, principal })
+        Ok((Resolved { secret, principal }, Some(sess.expiration)))
     }
 
     fn owner_principal(
@@ -343,19 +390,24 @@ impl Iam {
         })
     }
 
-    /// Records that a long-term access key was used (at most once a minute per key).
+    /// Whether a long-term key's "last used" is due to be written (at most once a minute); if
+    /// so, marks it written: the caller then calls [`Iam::note_key_used`]. Cheap, no I/O.
+    pub fn key_use_due(&self, access_key_id: &str) -> bool {
+        let now = self.now();
+        let mut m = self.last_used_written.lock();
+        if m.get(access_key_id).is_some_and(|t| now - t < 60) {
+            return false;
+        }
+        if m.len() > 100_000 {
+            m.clear();
+        }
+        m.insert(access_key_id.to_string(), now);
+        true
+    }
+
+    /// Records that a long-term access key was used (see [`Iam::key_use_due`]).
     pub fn note_key_used(&self, access_key_id: &str, service: &str, region: &str) {
         let now = self.now();
-        {
-            let mut m = self.last_used_written.lock();
-            if m.get(access_key_id).is_some_and(|t| now - t < 60) {
-                return;
-            }
-            if m.len() > 100_000 {
-                m.clear();
-            }
-            m.insert(access_key_id.to_string(), now);
-        }
         let r = self.store.transact(&mut |t| {
             if let Some(mut rec) = get_json::<AccessKey>(t, NS_ACCESS_KEY, access_key_id)? {
                 rec.last_used = Some(LastUsed {

@@ -26,10 +26,23 @@ fn denied(ctx: &RequestContext, action: &str, resource: &str, why: String) -> Se
 pub(crate) struct KeyTarget<'a> {
     pub arn: &'a str,
     pub account: &'a str,
-    pub policy: &'a str,
+    pub policy: &'a Policy,
 }
 
 impl Kms {
+    /// The key's policy, parsed (cached for the store's generation).
+    pub(crate) fn key_policy(&self, key: &KmsKey) -> Result<std::sync::Arc<Policy>, ServiceError> {
+        let generation = self.store.generation();
+        self.policy_cache
+            .get_or_try(generation, &format!("{}/{}", key.account, key.id), || {
+                Policy::parse(&key.policy, PolicyKind::Resource)
+                    .map(std::sync::Arc::new)
+                    .map_err(|e| {
+                        ServiceError::new("MalformedPolicyDocumentException", 400, e.message)
+                    })
+            })
+    }
+
     /// The condition keys of a KMS request on `key` (besides the global ones).
     pub(crate) fn key_context(
         &self,
@@ -67,10 +80,8 @@ impl Kms {
         let KeyTarget {
             arn: key_arn,
             account: key_account,
-            policy: policy_text,
+            policy,
         } = target;
-        let policy = Policy::parse(policy_text, PolicyKind::Resource)
-            .map_err(|e| ServiceError::new("MalformedPolicyDocumentException", 400, e.message))?;
         let p = &ctx.principal;
         let role_arn = match &p.kind {
             PrincipalKind::AssumedRole { role_arn, .. } => Some(role_arn.as_str()),
@@ -221,10 +232,11 @@ impl Kms {
             );
         }
         let ids = self.iam.authorizer().identity_policies(ctx)?;
+        let policy = self.key_policy(key)?;
         let target = KeyTarget {
             arn: &key.arn,
             account: &key.account,
-            policy: &key.policy,
+            policy: &policy,
         };
         match self.decide(ctx, target, action, &c, &ids) {
             Ok(()) => Ok(()),

@@ -25,6 +25,9 @@ pub struct Kms {
     pub(crate) root_key: Arc<RootKey>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) region: String,
+    pub(crate) key_cache: coffer_store::GenCache<Option<Arc<KmsKey>>>,
+    pub(crate) policy_cache: coffer_store::GenCache<Arc<coffer_policy::Policy>>,
+    pub(crate) alias_cache: coffer_store::GenCache<Vec<String>>,
 }
 
 pub(crate) fn internal<E: std::fmt::Display>(e: E) -> ServiceError {
@@ -155,6 +158,9 @@ impl Kms {
             root_key,
             clock,
             region: region.to_string(),
+            key_cache: coffer_store::GenCache::new(10_000),
+            policy_cache: coffer_store::GenCache::new(10_000),
+            alias_cache: coffer_store::GenCache::new(10_000),
         }
     }
 

@@ -236,6 +236,14 @@ impl Kms {
         account: &str,
         key_id: &str,
     ) -> Result<Vec<String>, ServiceError> {
+        let generation = self.store.generation();
+        self.alias_cache
+            .get_or_try(generation, &format!("{account}/{key_id}"), || {
+                self.aliases_uncached(account, key_id)
+            })
+    }
+
+    fn aliases_uncached(&self, account: &str, key_id: &str) -> Result<Vec<String>, ServiceError> {
         let rows: Vec<(String, Alias)> = scan_json(
             &*self.store,
             NS_ALIAS,
@@ -252,7 +260,15 @@ impl Kms {
     }
 
     fn load_key(&self, account: &str, id: &str) -> Result<Option<KmsKey>, ServiceError> {
-        get_json(&*self.store, NS_KEY, &format!("{account}/{id}")).map_err(store_err)
+        let generation = self.store.generation();
+        let k = format!("{account}/{id}");
+        self.key_cache
+            .get_or_try(generation, &k, || {
+                get_json::<KmsKey>(&*self.store, NS_KEY, &k)
+                    .map(|o| o.map(std::sync::Arc::new))
+                    .map_err(store_err)
+            })
+            .map(|o| o.map(|k| (*k).clone()))
     }
 
     /// Resolves a key identifier (id, key ARN, and — where allowed — alias name or alias ARN).
@@ -763,7 +779,7 @@ impl Kms {
             let target = crate::authz::KeyTarget {
                 arn,
                 account,
-                policy,
+                policy: &parsed,
             };
             if self
                 .decide(ctx, target, "kms:PutKeyPolicy", &c, &ids)

@@ -54,6 +54,10 @@ pub trait Txn: Reader {
 
 /// The metadata store.
 pub trait MetaStore: Reader + Send + Sync {
+    /// A number that grows after every committed transaction: caches of anything read from the
+    /// store are valid while it has not moved (read it *before* reading what you cache).
+    fn generation(&self) -> u64;
+
     /// Runs `f` in one serializable write transaction; commits (durably, fsynced) only when `f`
     /// returns `Ok`. The closure may be called once.
     fn transact(&self, f: &mut dyn FnMut(&mut dyn Txn) -> Result<()>) -> Result<()>;
@@ -106,4 +110,72 @@ pub fn scan_json<T: DeserializeOwned>(
                 })
         })
         .collect()
+}
+
+/// A small cache of values derived from the store, valid for one store generation.
+pub struct GenCache<V> {
+    map: parking_lot::Mutex<std::collections::HashMap<String, (u64, V)>>,
+    capacity: usize,
+}
+
+impl<V: Clone> GenCache<V> {
+    pub fn new(capacity: usize) -> Self {
+        GenCache {
+            map: parking_lot::Mutex::new(std::collections::HashMap::new()),
+            capacity,
+        }
+    }
+
+    /// The cached value for `key` if it was computed at generation `generation`.
+    pub fn get(&self, generation: u64, key: &str) -> Option<V> {
+        let m = self.map.lock();
+        m.get(key)
+            .filter(|(g, _)| *g == generation)
+            .map(|(_, v)| v.clone())
+    }
+
+    pub fn put(&self, generation: u64, key: String, value: V) {
+        let mut m = self.map.lock();
+        if m.len() >= self.capacity {
+            m.retain(|_, (g, _)| *g == generation);
+            if m.len() >= self.capacity {
+                m.clear();
+            }
+        }
+        m.insert(key, (generation, value));
+    }
+
+    /// Returns the cached value, or computes, caches and returns it. `generation` must be read
+    /// before `compute` reads the store.
+    pub fn get_or_try<E>(
+        &self,
+        generation: u64,
+        key: &str,
+        compute: impl FnOnce() -> std::result::Result<V, E>,
+    ) -> std::result::Result<V, E> {
+        if let Some(v) = self.get(generation, key) {
+            return Ok(v);
+        }
+        let v = compute()?;
+        self.put(generation, key.to_string(), v.clone());
+        Ok(v)
+    }
+}
+
+#[cfg(test)]
+mod cache_tests {
+    use super::GenCache;
+
+    #[test]
+    fn values_live_for_one_generation() {
+        let c: GenCache<u32> = GenCache::new(2);
+        c.put(1, "a".into(), 10);
+        assert_eq!(c.get(1, "a"), Some(10));
+        assert_eq!(c.get(2, "a"), None);
+        assert_eq!(c.get_or_try::<()>(2, "a", || Ok(11)), Ok(11));
+        assert_eq!(c.get(2, "a"), Some(11));
+        c.put(2, "b".into(), 1);
+        c.put(2, "c".into(), 2);
+        assert!(c.map.lock().len() <= 2);
+    }
 }

@@ -5,7 +5,7 @@ use crate::{MetaStore, Reader, Result, StoreError, Txn};
 use parking_lot::Mutex;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 const READERS: usize = 4;
 
@@ -13,6 +13,7 @@ pub struct SqliteMetaStore {
     writer: Mutex<Connection>,
     readers: Vec<Mutex<Connection>>,
     next: AtomicUsize,
+    generation: AtomicU64,
 }
 
 fn be(e: rusqlite::Error) -> StoreError {
@@ -60,6 +61,7 @@ impl SqliteMetaStore {
             writer: Mutex::new(w),
             readers,
             next: AtomicUsize::new(0),
+            generation: AtomicU64::new(0),
         })
     }
 
@@ -174,13 +176,21 @@ impl Txn for SqlTxn<'_> {
 }
 
 impl MetaStore for SqliteMetaStore {
+    fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
     fn transact(&self, f: &mut dyn FnMut(&mut dyn Txn) -> Result<()>) -> Result<()> {
         let c = self.writer.lock();
         c.execute_batch("BEGIN IMMEDIATE").map_err(be)?;
         let mut t = SqlTxn { c: &c };
         match f(&mut t) {
             Ok(()) => match c.execute_batch("COMMIT") {
-                Ok(()) => Ok(()),
+                Ok(()) => {
+                    // After the commit, so that a reader that saw the old generation re-reads.
+                    self.generation.fetch_add(1, Ordering::Release);
+                    Ok(())
+                }
                 Err(e) => {
                     let _ = c.execute_batch("ROLLBACK");
                     Err(be(e))
@@ -233,6 +243,17 @@ mod tests {
         })
         .unwrap();
         assert_eq!(s.get("ns", "a/1").unwrap(), None);
+    }
+
+    #[test]
+    fn generation_moves_on_commit_only() {
+        let (_d, s) = store();
+        let g0 = s.generation();
+        s.transact(&mut |t| t.put("ns", "k", b"v")).unwrap();
+        let g1 = s.generation();
+        assert!(g1 > g0);
+        let _ = s.transact(&mut |_| Err(StoreError::NotFound));
+        assert_eq!(s.generation(), g1);
     }
 
     #[test]
