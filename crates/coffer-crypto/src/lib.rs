@@ -6,6 +6,7 @@
 
 pub mod asym;
 pub mod kms_blob;
+pub mod segment;
 
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use zeroize::{Zeroize, Zeroizing};
