@@ -92,7 +92,7 @@ impl Layout {
     /// Number of segments (at least one: an empty object has one empty last segment).
     pub fn segments(&self) -> u64 {
         let s = self.segment_size as u64;
-        (self.plaintext_len / s + u64::from(self.plaintext_len % s != 0)).max(1)
+        self.plaintext_len.div_ceil(s).max(1)
     }
     pub fn ciphertext_len(&self) -> u64 {
         HEADER_LEN as u64 + self.plaintext_len + self.segments() * TAG_LEN as u64
@@ -116,7 +116,7 @@ impl Layout {
     pub fn from_ciphertext_len(segment_size: usize, ciphertext_len: u64) -> Option<Layout> {
         let body = ciphertext_len.checked_sub(HEADER_LEN as u64)?;
         let full = (segment_size + TAG_LEN) as u64;
-        let n = body / full + u64::from(body % full != 0);
+        let n = body.div_ceil(full);
         let n = n.max(1);
         let plaintext_len = body.checked_sub(n * TAG_LEN as u64)?;
         let l = Layout {
