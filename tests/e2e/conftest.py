@@ -138,3 +138,10 @@ def new_server(tmp_path):
     yield make
     for srv in made:
         srv.kill()
+
+
+@pytest.fixture
+def clock_server(new_server) -> CofferServer:
+    """A server of this test only, started with `--test-clock`: `clock_server.advance_clock(n)`
+    moves its service clock n seconds forward and runs due key deletions and rotations."""
+    return new_server(args=["--test-clock"])

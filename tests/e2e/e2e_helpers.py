@@ -284,6 +284,17 @@ class CofferServer:
     def aws(self, args: list[str], creds: Creds, check: bool = False):
         return run_aws(self.endpoint, args, creds, check=check)
 
+    # -- the test clock (servers started with `--test-clock`) --------------------------------
+
+    def advance_clock(self, seconds: int) -> dict:
+        """Moves the service clock forward and runs due key deletions and rotations at once;
+        returns {"now", "deleted", "rotated"}. SigV4 is still checked against the wall clock."""
+        status, _, body = http_request(
+            "POST", f"{self.endpoint}/_coffer/test/advance-clock?seconds={int(seconds)}", b"", insecure=True
+        )
+        assert status == 200, f"advance-clock answered {status}: {body}"
+        return json.loads(body)
+
 
 # ---------------------------------------------------------------------------------------------
 # boto3 and the aws CLI

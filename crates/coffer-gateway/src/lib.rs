@@ -511,7 +511,7 @@ impl App {
         } else {
             Bytes::new()
         };
-        let form = if maybe_query || (is_form(&parts.headers) && pre != Proto::Kms) {
+        let form = if maybe_query {
             let mut pairs: Vec<(String, String)> =
                 form_urlencoded::parse(&body_bytes).into_owned().collect();
             if let Some(q) = parts.uri.query() {
