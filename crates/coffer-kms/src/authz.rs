@@ -2,6 +2,7 @@
 //! where the key policy allows the account principal; explicit deny anywhere wins.
 
 use crate::Kms;
+use crate::grants::GrantNeed;
 use crate::model::KmsKey;
 use coffer_core::{PrincipalKind, RequestContext, ServiceError};
 use coffer_iam::authz::{IdentityPolicies, base_context};
@@ -202,23 +203,20 @@ impl Kms {
         extra: &[(String, String)],
         ec: &[(String, String)],
     ) -> Result<(), ServiceError> {
-        self.authorize_key_with(ctx, key, action, extra, ec, None)
+        let c = self.request_context(ctx, key, extra, ec)?;
+        let op = action.trim_start_matches("kms:");
+        self.authorize_key_with(ctx, key, action, &c, GrantNeed::Op(op, ec))
     }
 
-    /// [`Kms::authorize_key`] with one more multi-valued condition key (`kms:GrantOperations`).
-    pub(crate) fn authorize_key_with(
+    /// The condition keys of a request on `key`: the key's, `extra`, and the encryption context.
+    pub(crate) fn request_context(
         &self,
         ctx: &RequestContext,
         key: &KmsKey,
-        action: &str,
         extra: &[(String, String)],
         ec: &[(String, String)],
-        multi: Option<(&str, Vec<String>)>,
-    ) -> Result<(), ServiceError> {
+    ) -> Result<Context, ServiceError> {
         let mut c = self.key_context(ctx, Some(key))?;
-        if let Some((k, v)) = multi {
-            c.set_multi(k, v);
-        }
         for (k, v) in extra {
             c.set(k, v.clone());
         }
@@ -231,6 +229,19 @@ impl Kms {
                 ec.iter().map(|(k, _)| k.clone()).collect(),
             );
         }
+        Ok(c)
+    }
+
+    /// Decides `action` on `key` with condition keys `c`: key policy (with IAM where it
+    /// delegates), then, unless a policy denied explicitly, the caller's grants (`need`).
+    pub(crate) fn authorize_key_with(
+        &self,
+        ctx: &RequestContext,
+        key: &KmsKey,
+        action: &str,
+        c: &Context,
+        need: GrantNeed<'_>,
+    ) -> Result<(), ServiceError> {
         let ids = self.iam.authorizer().identity_policies(ctx)?;
         let policy = self.key_policy(key)?;
         let target = KeyTarget {
@@ -238,13 +249,11 @@ impl Kms {
             account: &key.account,
             policy: &policy,
         };
-        match self.decide(ctx, target, action, &c, &ids) {
+        match self.decide(ctx, target, action, c, &ids) {
             Ok(()) => Ok(()),
-            // An explicit deny is final; otherwise a grant may allow the operation.
             Err(e) if e.message.contains(" with an explicit deny in ") => Err(e),
             Err(e) => {
-                let op = action.trim_start_matches("kms:");
-                if self.grant_allows(ctx, key, op, ec)? {
+                if self.grant_allows(ctx, key, &need)? {
                     Ok(())
                 } else {
                     Err(e)

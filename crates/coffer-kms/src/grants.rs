@@ -70,6 +70,48 @@ fn sorted(mut v: Vec<(String, String)>) -> Vec<(String, String)> {
     v
 }
 
+/// What a grant must allow for a request to pass through it.
+pub(crate) enum GrantNeed<'a> {
+    /// An operation, with the request's encryption context.
+    Op(&'a str, &'a [(String, String)]),
+    /// CreateGrant through a grant: the child's operations must be among the parent's, and its
+    /// constraints at least as strict as the parent's.
+    Child {
+        operations: &'a [String],
+        subset: Option<&'a [(String, String)]>,
+        equals: Option<&'a [(String, String)]>,
+    },
+}
+
+impl GrantNeed<'_> {
+    fn met_by(&self, g: &Grant) -> bool {
+        let has = |op: &str| g.operations.iter().any(|o| o == op);
+        match self {
+            GrantNeed::Op(op, ec) => has(op) && constraints_ok(g, ec),
+            GrantNeed::Child {
+                operations,
+                subset,
+                equals,
+            } => {
+                let contains = |outer: &[(String, String)], inner: &[(String, String)]| {
+                    inner.iter().all(|p| outer.contains(p))
+                };
+                let strict_enough = match (&g.equals, &g.subset) {
+                    (Some(pe), _) => {
+                        equals.is_some_and(|ce| sorted(ce.to_vec()) == sorted(pe.clone()))
+                    }
+                    (None, Some(ps)) => {
+                        equals.is_some_and(|ce| contains(ce, ps))
+                            || subset.is_some_and(|cs| contains(cs, ps))
+                    }
+                    (None, None) => true,
+                };
+                has("CreateGrant") && operations.iter().all(|o| has(o)) && strict_enough
+            }
+        }
+    }
+}
+
 fn constraints_ok(g: &Grant, ec: &[(String, String)]) -> bool {
     if let Some(eq) = &g.equals
         && sorted(eq.clone()) != sorted(ec.to_vec())
@@ -161,20 +203,18 @@ impl Kms {
         Ok(rows.into_iter().map(|(_, g)| g).collect())
     }
 
-    /// Whether a grant on `key` lets the caller perform `op` with this encryption context.
+    /// Whether one of the caller's grants on `key` meets `need`.
     pub(crate) fn grant_allows(
         &self,
         ctx: &RequestContext,
         key: &KmsKey,
-        op: &str,
-        ec: &[(String, String)],
+        need: &GrantNeed<'_>,
     ) -> Result<bool, ServiceError> {
         let names = caller_names(ctx);
-        Ok(self.grants_of(&key.account, &key.id)?.iter().any(|g| {
-            names.contains(&g.grantee)
-                && g.operations.iter().any(|o| o == op)
-                && constraints_ok(g, ec)
-        }))
+        Ok(self
+            .grants_of(&key.account, &key.id)?
+            .iter()
+            .any(|g| names.contains(&g.grantee) && need.met_by(g)))
     }
 
     pub(crate) fn create_grant(
@@ -241,14 +281,14 @@ impl Kms {
         if let Some(t) = ctype {
             extra.push(("kms:GrantConstraintType".to_string(), t.to_string()));
         }
-        self.authorize_key_with(
-            ctx,
-            &key,
-            "kms:CreateGrant",
-            &extra,
-            &[],
-            Some(("kms:GrantOperations", ops.clone())),
-        )?;
+        let mut c = self.request_context(ctx, &key, &extra, &[])?;
+        c.set_multi("kms:GrantOperations", ops.clone());
+        let need = GrantNeed::Child {
+            operations: &ops,
+            subset: subset.as_deref(),
+            equals: equals.as_deref(),
+        };
+        self.authorize_key_with(ctx, &key, "kms:CreateGrant", &c, need)?;
         if key.state == KeyState::PendingDeletion {
             return Err(ServiceError::new(
                 "KMSInvalidStateException",
@@ -420,9 +460,12 @@ impl Kms {
             }
         };
         let names = caller_names(ctx);
+        // The retiring principal, the grantee when the grant includes RetireGrant, or the account
+        // that created the grant (its root user).
         let may = grant.retiring.as_ref().is_some_and(|r| names.contains(r))
             || (names.contains(&grant.grantee)
-                && grant.operations.iter().any(|o| o == "RetireGrant"));
+                && grant.operations.iter().any(|o| o == "RetireGrant"))
+            || (ctx.principal.is_root() && ctx.principal.account == grant.issuing_account);
         if !may {
             return Err(ServiceError::new(
                 "AccessDeniedException",

@@ -306,7 +306,11 @@ impl Kms {
         };
         if let Some(name) = alias_name {
             if !allow_alias {
-                return Err(not_found(format!("Invalid keyId '{key_id}'")));
+                return Err(ServiceError::new(
+                    "InvalidArnException",
+                    400,
+                    "Key Aliases are not supported for this operation.",
+                ));
             }
             let a: Alias = get_json(&*self.store, NS_ALIAS, &format!("{account}/{name}"))
                 .map_err(store_err)?
