@@ -200,11 +200,35 @@ fn run_serve(args: ServeArgs) -> Result<(), String> {
     let iam = Arc::new(Iam::new(store.clone(), root_key.clone(), clock.clone()));
     let kms = Arc::new(Kms::new(
         iam.clone(),
-        store,
-        root_key,
+        store.clone(),
+        root_key.clone(),
         clock.clone(),
         &args.region,
     ));
+    let blobs: Arc<dyn coffer_store::BlobStore> =
+        Arc::new(coffer_store::FileBlobStore::open(&args.data_dir).map_err(|e| e.to_string())?);
+    let s3 = coffer_s3::CofferS3::new(
+        iam.clone(),
+        kms.clone(),
+        store,
+        blobs,
+        root_key,
+        clock.clone(),
+        &args.region,
+        !args.listen.ip().is_loopback(),
+    );
+    let swept = s3.sweep_orphans().map_err(|e| e.to_string())?;
+    if swept > 0 {
+        tracing::info!(blobs = swept, "removed blobs left by interrupted writes");
+    }
+    let s3_service = {
+        let mut b = s3s::service::S3ServiceBuilder::new(s3);
+        b.set_auth(coffer_s3::CofferS3Auth(iam.clone()));
+        if let Ok(host) = s3s::host::SingleDomain::new("localhost") {
+            b.set_host(host);
+        }
+        b.build()
+    };
     let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
     let boot = iam.bootstrap(
         env("COFFER_ACCOUNT_ID").as_deref(),
@@ -263,6 +287,7 @@ fn run_serve(args: ServeArgs) -> Result<(), String> {
         let app = Arc::new(App {
             iam: iam.clone(),
             kms: kms.clone(),
+            s3: s3_service,
             test_clock,
             region: args.region.clone(),
             sig_cache: coffer_sigv4::SigningKeyCache::new(),

@@ -216,14 +216,14 @@ def test_tampered_presigned_url_is_refused(server, sts):
     assert parse_query_error(body)["Code"] == "SignatureDoesNotMatch"
 
 
-def test_presigned_s3_url_authenticates_then_is_not_implemented(server):
+def test_presigned_s3_url_authenticates_then_meets_s3(server):
     url = s3v4_client(server, ROOT).generate_presigned_url(
-        "get_object", Params={"Bucket": "bucket", "Key": "key"}, ExpiresIn=300
+        "get_object", Params={"Bucket": "no-such-bucket-e2e", "Key": "key"}, ExpiresIn=300
     )
     assert "X-Amz-Algorithm=AWS4-HMAC-SHA256" in url
     status, _, body = http_request("GET", url)
-    assert status == 501
-    assert parse_s3_error(body)["Code"] == "NotImplemented"
+    assert status == 404
+    assert parse_s3_error(body)["Code"] == "NoSuchBucket"
     # with a wrong secret it never gets that far
     bad = s3v4_client(server, WRONG_SECRET).generate_presigned_url(
         "get_object", Params={"Bucket": "bucket", "Key": "key"}, ExpiresIn=300
@@ -359,21 +359,20 @@ def test_kms_operations_never_fake_success(server):
             assert code == "NotFoundException", (op, code, msg)
 
 
-def test_s3_operations_are_not_implemented(server):
+def test_unimplemented_s3_operations_say_so(server):
     # a fresh client (connection pool) per call: see test_early_response_announces_connection_close
     calls = [
-        lambda s3: s3.list_buckets(),
-        lambda s3: s3.create_bucket(Bucket="e2e-bucket"),
-        lambda s3: s3.put_object(Bucket="e2e-bucket", Key="k", Body=b"data"),
-        lambda s3: s3.get_object(Bucket="e2e-bucket", Key="k"),
+        lambda s3: s3.get_bucket_tagging(Bucket="e2e-bucket"),
+        lambda s3: s3.create_multipart_upload(Bucket="e2e-bucket", Key="k"),
+        lambda s3: s3.get_object_tagging(Bucket="e2e-bucket", Key="k"),
     ]
     for call in calls:
         code, msg, status = expect_error(call, server.client_for("s3", ROOT))
         assert (code, status) == ("NotImplemented", 501)
         assert "not implemented" in msg
-    # HEAD: status only
-    code, _, status = expect_error(server.client_for("s3", ROOT).head_bucket, Bucket="e2e-bucket")
-    assert status == 501
+    # HEAD of a missing bucket: status only
+    code, _, status = expect_error(server.client_for("s3", ROOT).head_bucket, Bucket="e2e-no-bucket")
+    assert status == 404
 
 
 def test_early_response_announces_connection_close(server):

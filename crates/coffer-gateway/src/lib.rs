@@ -11,7 +11,7 @@ use coffer_iam::{CredentialError, Iam, Params};
 use coffer_sigv4::{AuthError, Flavor, ParsedAuth, Secret, SigningKeyCache};
 use encode::{IAM_NS, STS_NS};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -21,12 +21,14 @@ use tokio::net::TcpListener;
 /// Largest IAM/STS/KMS request body accepted (policies are at most 128 KiB, URL-encoded).
 const MAX_QUERY_BODY: usize = 1 << 20;
 
-pub type Body = Full<Bytes>;
+pub type Body = s3s::Body;
 
 /// Everything the request handler needs; shared by all connections.
 pub struct App {
     pub iam: Arc<Iam>,
     pub kms: Arc<coffer_kms::Kms>,
+    /// S3 through s3s (which verifies S3's SigV4 itself, aws-chunked bodies included).
+    pub s3: s3s::service::S3Service,
     /// Present only with `serve --test-clock`.
     pub test_clock: Option<Arc<coffer_core::TestClock>>,
     pub region: String,
@@ -128,7 +130,7 @@ fn httpdate(t: time::OffsetDateTime) -> String {
 }
 
 fn response(status: u16, content_type: &'static str, body: String) -> Response<Body> {
-    let mut r = Response::new(Full::new(Bytes::from(body)));
+    let mut r = Response::new(Body::from(body));
     *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     r.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
@@ -436,6 +438,48 @@ fn is_form(headers: &HeaderMap) -> bool {
 }
 
 impl App {
+    /// Hands an S3 request to s3s, with what the gateway knows of the connection.
+    async fn s3_call(
+        &self,
+        parts: http::request::Parts,
+        body: Body,
+        peer: SocketAddr,
+        reply: &Reply,
+    ) -> Response<Body> {
+        let mut req = Request::from_parts(parts, body);
+        req.extensions_mut().insert(coffer_s3::ClientInfo {
+            ip: Some(canonical_ip(peer.ip())),
+            secure: self.secure,
+        });
+        match self.s3.call(req).await {
+            Ok(mut r) => {
+                // s3s's error bodies lack AWS's RequestId and HostId: add them, matching the headers.
+                if r.status().as_u16() >= 400
+                    && let Some(b) = r.body().bytes()
+                    && let Ok(text) = std::str::from_utf8(&b)
+                    && let Some(at) = text.rfind("</Error>")
+                    && !text.contains("<RequestId>")
+                {
+                    let mut body = String::with_capacity(text.len() + 128);
+                    body.push_str(&text[..at]);
+                    body.push_str("<RequestId>");
+                    encode::xml_escape(&reply.request_id, &mut body);
+                    body.push_str("</RequestId><HostId>");
+                    encode::xml_escape(&reply.host_id, &mut body);
+                    body.push_str("</HostId>");
+                    body.push_str(&text[at..]);
+                    r.headers_mut().remove(header::CONTENT_LENGTH);
+                    *r.body_mut() = Body::from(body);
+                }
+                reply.finish(r)
+            }
+            Err(e) => {
+                tracing::warn!(error = ?e, "S3 request aborted");
+                reply.error(&ServiceError::internal(), &[], false)
+            }
+        }
+    }
+
     /// Handles one request.
     pub async fn handle(
         self: Arc<Self>,
@@ -490,7 +534,8 @@ impl App {
             || (parts.method == Method::POST && is_form(&parts.headers));
         let pre = classify(&parts.headers, auth_scope, None);
         let needs_body = maybe_query || pre == Proto::Kms;
-        let body_bytes = if needs_body {
+        let mut body = Some(body);
+        let body_bytes = if needs_body && let Some(body) = body.take() {
             match Limited::new(body, MAX_QUERY_BODY).collect().await {
                 Ok(b) => b.to_bytes(),
                 Err(_) => {
@@ -525,7 +570,8 @@ impl App {
         };
         let proto = classify(&parts.headers, auth_scope, form.as_ref());
         let mut reply = Reply::new(proto);
-        // A body the gateway did not read would be taken for the next request on this connection.
+        // A body nobody reads would be taken for the next request on this connection (S3 bodies
+        // are read by s3s once authentication passes; an early refusal leaves them unread).
         reply.close = !needs_body && has_body(&parts.headers);
         let head = parts.method == Method::HEAD;
 
@@ -767,12 +813,14 @@ impl App {
                 }
             }
             Proto::S3 => {
-                let e = ServiceError::new(
-                    "NotImplemented",
-                    501,
-                    "A header you provided implies functionality that is not implemented: Coffer does not implement this S3 operation yet.",
-                );
-                reply.error(&e, &[], head)
+                // Authenticated here with AWS's exact errors; s3s verifies again (cheaply) and
+                // decodes aws-chunked bodies, then the S3 service authorizes.
+                let body = match body {
+                    Some(b) => Body::from(b),
+                    None => Body::from(body_bytes),
+                };
+                reply.close = false;
+                self.s3_call(parts, body, peer, &reply).await
             }
         }
     }

@@ -230,6 +230,24 @@ impl Iam {
         })
     }
 
+    /// The secret of an access key (long-term or STS), without checking a session token: for
+    /// verifiers that need the secret before the request's token can be checked (S3 through
+    /// s3s). The token is checked afterwards by [`Iam::resolve`].
+    pub fn secret_of(&self, access_key_id: &str) -> Result<Zeroizing<String>, CredentialError> {
+        if let Some(rec) = get_json::<AccessKey>(&*self.store, NS_ACCESS_KEY, access_key_id)
+            .map_err(|_| CredentialError::Internal)?
+        {
+            if rec.status != "Active" {
+                return Err(CredentialError::UnknownAccessKey);
+            }
+            return self.unwrap_secret("iam-secret", access_key_id, &rec.secret);
+        }
+        let sess: Session = get_json(&*self.store, NS_SESSION, access_key_id)
+            .map_err(|_| CredentialError::Internal)?
+            .ok_or(CredentialError::UnknownAccessKey)?;
+        self.unwrap_secret("sts-secret", access_key_id, &sess.secret)
+    }
+
     /// Resolves an access key (and session token) to its secret and principal.
     pub fn resolve(
         &self,

@@ -1,0 +1,775 @@
+//! S3: buckets and objects behind s3s's `S3` trait, with every object body encrypted at rest
+//! (SSE-S3 or SSE-KMS) in segments (`coffer_crypto::segment`), authorization through the one
+//! policy engine (identity policies and bucket policies), and KMS called *as the caller* through
+//! `DataKeyProvider` with `kms:ViaService` set.
+
+pub mod model;
+mod objects;
+
+use coffer_core::{Clock, DataKeyProvider, Principal, RequestContext, ServiceError};
+use coffer_crypto::RootKey;
+use coffer_iam::{CredentialError, Iam};
+use coffer_policy::{Context, Policy};
+use coffer_store::{BlobStore, MetaStore, Txn, get_json, put_json, scan_json};
+use model::{Bucket, DefaultEncryption, NS_BUCKET, NS_OBJECT, Object};
+use s3s::dto::*;
+use s3s::{S3, S3Error, S3ErrorCode, S3Request, S3Response, S3Result, s3_error};
+use std::net::IpAddr;
+use std::sync::Arc;
+
+/// What the gateway knows about the connection, passed in the request's extensions.
+#[derive(Clone, Copy, Debug)]
+pub struct ClientInfo {
+    pub ip: Option<IpAddr>,
+    pub secure: bool,
+}
+
+pub struct Inner {
+    pub(crate) iam: Arc<Iam>,
+    pub(crate) keys: Arc<dyn DataKeyProvider>,
+    pub(crate) store: Arc<dyn MetaStore>,
+    pub(crate) blobs: Arc<dyn BlobStore>,
+    pub(crate) root_key: Arc<RootKey>,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) region: String,
+    /// SSE-KMS and SSE-C requests need TLS (true when listening beyond loopback).
+    pub(crate) require_tls_for_sse: bool,
+}
+
+/// The S3 service; cheap to clone.
+#[derive(Clone)]
+pub struct CofferS3(pub(crate) Arc<Inner>);
+
+impl CofferS3 {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        iam: Arc<Iam>,
+        keys: Arc<dyn DataKeyProvider>,
+        store: Arc<dyn MetaStore>,
+        blobs: Arc<dyn BlobStore>,
+        root_key: Arc<RootKey>,
+        clock: Arc<dyn Clock>,
+        region: &str,
+        require_tls_for_sse: bool,
+    ) -> Self {
+        CofferS3(Arc::new(Inner {
+            iam,
+            keys,
+            store,
+            blobs,
+            root_key,
+            clock,
+            region: region.to_string(),
+            require_tls_for_sse,
+        }))
+    }
+
+    /// Removes blobs that no object names (interrupted uploads): run at start.
+    pub fn sweep_orphans(&self) -> Result<usize, ServiceError> {
+        let rows: Vec<(String, Object)> =
+            scan_json(&*self.0.store, NS_OBJECT, "", None, usize::MAX).map_err(internal)?;
+        let live: std::collections::HashSet<String> =
+            rows.into_iter().map(|(_, o)| o.blob_id).collect();
+        self.0
+            .blobs
+            .sweep(&|id| live.contains(id))
+            .map_err(internal)
+    }
+}
+
+/// Secrets for s3s's SigV4 verification; the session token is checked afterwards.
+pub struct CofferS3Auth(pub Arc<Iam>);
+
+#[async_trait::async_trait]
+impl s3s::auth::S3Auth for CofferS3Auth {
+    async fn get_secret_key(&self, access_key: &str) -> S3Result<s3s::auth::SecretKey> {
+        match self.0.secret_of(access_key) {
+            Ok(s) => Ok(s3s::auth::SecretKey::from(s.to_string())),
+            Err(CredentialError::Internal) => Err(s3_error!(InternalError)),
+            Err(_) => Err(s3_error!(
+                InvalidAccessKeyId,
+                "The AWS Access Key Id you provided does not exist in our records."
+            )),
+        }
+    }
+}
+
+pub(crate) fn internal<E: std::fmt::Display>(e: E) -> ServiceError {
+    tracing::error!(error = %e, "internal error");
+    ServiceError::internal()
+}
+
+/// A Coffer error as an S3 error (custom codes such as `KMS.NotFoundException` keep their status).
+pub(crate) fn s3e(e: ServiceError) -> S3Error {
+    let code: S3ErrorCode = e.code.parse().unwrap_or(S3ErrorCode::InternalError);
+    let mut err = S3Error::with_message(code, e.message);
+    if let Ok(st) = http::StatusCode::from_u16(e.status) {
+        err.set_status_code(st);
+    }
+    err
+}
+
+pub(crate) fn access_denied(msg: impl Into<String>) -> S3Error {
+    s3e(ServiceError::new("AccessDenied", 403, msg))
+}
+
+fn no_such_bucket() -> S3Error {
+    let mut e = s3_error!(NoSuchBucket, "The specified bucket does not exist");
+    e.set_status_code(http::StatusCode::NOT_FOUND);
+    e
+}
+
+/// Bucket naming rules (general purpose buckets).
+fn valid_bucket_name(n: &str) -> bool {
+    let b = n.as_bytes();
+    (3..=63).contains(&b.len())
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'.' || *c == b'-')
+        && b[0].is_ascii_alphanumeric()
+        && b[b.len() - 1].is_ascii_alphanumeric()
+        && !n.contains("..")
+        && n.parse::<std::net::Ipv4Addr>().is_err()
+        && !n.starts_with("xn--")
+        && !n.starts_with("sthree-")
+        && !n.ends_with("-s3alias")
+        && !n.ends_with("--ol-s3")
+}
+
+/// The canonical user id S3 shows as an owner (stable per account).
+pub(crate) fn canonical_id(account: &str) -> String {
+    coffer_crypto::sha256_hex(format!("coffer-canonical-user:{account}").as_bytes())
+}
+
+impl Inner {
+    pub(crate) fn now(&self) -> i64 {
+        self.clock.now().unix_timestamp()
+    }
+
+    /// The caller of an S3 request: SigV4 was verified by s3s; the session token is checked here.
+    pub(crate) fn context<T>(&self, req: &S3Request<T>) -> S3Result<RequestContext> {
+        let Some(cred) = &req.credentials else {
+            return Err(access_denied("Access Denied"));
+        };
+        let token = req
+            .headers
+            .get("x-amz-security-token")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+            .or_else(|| {
+                req.uri.query().and_then(|q| {
+                    url_query(q)
+                        .into_iter()
+                        .find(|(k, _)| k == "X-Amz-Security-Token")
+                        .map(|(_, v)| v)
+                })
+            });
+        let resolved = self
+            .iam
+            .resolve(&cred.access_key, token.as_deref())
+            .map_err(|e| match e {
+                CredentialError::UnknownAccessKey => s3_error!(
+                    InvalidAccessKeyId,
+                    "The AWS Access Key Id you provided does not exist in our records."
+                ),
+                CredentialError::InvalidToken => s3_error!(
+                    InvalidToken,
+                    "The provided token is malformed or otherwise invalid."
+                ),
+                CredentialError::ExpiredToken => {
+                    s3_error!(ExpiredToken, "The provided token has expired.")
+                }
+                CredentialError::Internal => s3_error!(InternalError),
+            })?;
+        let info = req.extensions.get::<ClientInfo>().copied();
+        Ok(RequestContext {
+            principal: resolved.principal,
+            source_ip: info.and_then(|i| i.ip),
+            secure_transport: info.is_some_and(|i| i.secure),
+            now: self.clock.now(),
+            request_id: coffer_core::ids::uuid(),
+            region: self.region.clone(),
+            user_agent: req
+                .headers
+                .get("user-agent")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string),
+            via_service: None,
+        })
+    }
+
+    pub(crate) fn bucket(&self, name: &str) -> S3Result<Bucket> {
+        get_json::<Bucket>(&*self.store, NS_BUCKET, name)
+            .map_err(|e| s3e(internal(e)))?
+            .ok_or_else(no_such_bucket)
+    }
+
+    /// Decides an S3 action: identity policies or the bucket policy (same account), explicit
+    /// deny anywhere wins. Buckets of other accounts are refused outright for now.
+    pub(crate) fn authorize(
+        &self,
+        ctx: &RequestContext,
+        action: &str,
+        resource: &str,
+        bucket: Option<&Bucket>,
+        extra: &[(String, String)],
+    ) -> S3Result<()> {
+        let mut c: Context = coffer_iam::authz::base_context(ctx);
+        for (k, v) in extra {
+            c.set(k, v.clone());
+        }
+        if let Some(b) = bucket
+            && b.account != ctx.principal.account
+        {
+            return Err(access_denied("Access Denied"));
+        }
+        let policy = match bucket.and_then(|b| b.policy.as_deref()) {
+            Some(p) => Some(Policy::parse_bucket_policy(p).map_err(|e| s3e(internal(e.message)))?),
+            None => None,
+        };
+        self.iam
+            .authorizer()
+            .authorize(ctx, action, resource, policy.as_ref(), &c)
+            .map_err(s3e)?
+            .map_err(|d| access_denied(d.message(true)))
+    }
+
+    pub(crate) fn tx(
+        &self,
+        mut f: impl FnMut(&mut dyn Txn) -> Result<(), ServiceError>,
+    ) -> S3Result<()> {
+        let mut failure = None;
+        let r = self.store.transact(&mut |t| match f(t) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                failure = Some(e);
+                Err(coffer_store::StoreError::NotFound)
+            }
+        });
+        match (r, failure) {
+            (Ok(()), _) => Ok(()),
+            (Err(_), Some(e)) => Err(s3e(e)),
+            (Err(e), None) => Err(s3e(internal(e))),
+        }
+    }
+}
+
+/// Decoded query pairs.
+pub(crate) fn url_query(q: &str) -> Vec<(String, String)> {
+    q.split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (percent_decode(k), percent_decode(v))
+        })
+        .collect()
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let hex = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match (
+            b[i],
+            b.get(i + 1).copied().and_then(hex),
+            b.get(i + 2).copied().and_then(hex),
+        ) {
+            (b'%', Some(h), Some(l)) => {
+                out.push(h << 4 | l);
+                i += 3;
+            }
+            (b'+', _, _) => {
+                out.push(b' ');
+                i += 1;
+            }
+            (c, _, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+pub(crate) fn principal_owner(p: &Principal) -> Owner {
+    Owner {
+        display_name: None,
+        id: Some(canonical_id(&p.account)),
+    }
+}
+
+#[async_trait::async_trait]
+impl S3 for CofferS3 {
+    async fn create_bucket(
+        &self,
+        req: S3Request<CreateBucketInput>,
+    ) -> S3Result<S3Response<CreateBucketOutput>> {
+        let s = &self.0;
+        let ctx = s.context(&req)?;
+        let name = req.input.bucket.clone();
+        if !valid_bucket_name(&name) {
+            return Err(s3_error!(
+                InvalidBucketName,
+                "The specified bucket is not valid."
+            ));
+        }
+        if let Some(loc) = req
+            .input
+            .create_bucket_configuration
+            .as_ref()
+            .and_then(|c| c.location_constraint.as_ref())
+            && loc.as_str() != s.region
+        {
+            return Err(s3_error!(
+                IllegalLocationConstraintException,
+                "The {} location constraint is incompatible for the region specific endpoint this request was sent to.",
+                loc.as_str()
+            ));
+        }
+        s.authorize(
+            &ctx,
+            "s3:CreateBucket",
+            &format!("arn:aws:s3:::{name}"),
+            None,
+            &[],
+        )?;
+        let b = Bucket {
+            name: name.clone(),
+            account: ctx.principal.account.clone(),
+            region: s.region.clone(),
+            created: s.now(),
+            encryption: None,
+            policy: None,
+        };
+        let account = ctx.principal.account.clone();
+        s.tx(|t| {
+            if let Some(existing) = get_json::<Bucket>(t, NS_BUCKET, &name).map_err(internal)? {
+                return Err(if existing.account == account {
+                    ServiceError::new(
+                        "BucketAlreadyOwnedByYou",
+                        409,
+                        "Your previous request to create the named bucket succeeded and you already own it.",
+                    )
+                } else {
+                    ServiceError::new(
+                        "BucketAlreadyExists",
+                        409,
+                        "The requested bucket name is not available. The bucket namespace is shared by all users of the system. Please select a different name and try again.",
+                    )
+                });
+            }
+            put_json(t, NS_BUCKET, &name, &b).map_err(internal)
+        })?;
+        Ok(S3Response::new(CreateBucketOutput {
+            location: Some(format!("/{name}")),
+        }))
+    }
+
+    async fn head_bucket(
+        &self,
+        req: S3Request<HeadBucketInput>,
+    ) -> S3Result<S3Response<HeadBucketOutput>> {
+        let s = &self.0;
+        let ctx = s.context(&req)?;
+        let b = s.bucket(&req.input.bucket)?;
+        s.authorize(
+            &ctx,
+            "s3:ListBucket",
+            &format!("arn:aws:s3:::{}", b.name),
+            Some(&b),
+            &[],
+        )?;
+        Ok(S3Response::new(HeadBucketOutput {
+            bucket_region: Some(b.region.clone()),
+            ..Default::default()
+        }))
+    }
+
+    async fn get_bucket_location(
+        &self,
+        req: S3Request<GetBucketLocationInput>,
+    ) -> S3Result<S3Response<GetBucketLocationOutput>> {
+        let s = &self.0;
+        let ctx = s.context(&req)?;
+        let b = s.bucket(&req.input.bucket)?;
+        s.authorize(
+            &ctx,
+            "s3:GetBucketLocation",
+            &format!("arn:aws:s3:::{}", b.name),
+            Some(&b),
+            &[],
+        )?;
+        // us-east-1 is reported as an empty location constraint, as AWS does.
+        let loc =
+            (b.region != "us-east-1").then(|| BucketLocationConstraint::from(b.region.clone()));
+        Ok(S3Response::new(GetBucketLocationOutput {
+            location_constraint: loc,
+        }))
+    }
+
+    async fn list_buckets(
+        &self,
+        req: S3Request<ListBucketsInput>,
+    ) -> S3Result<S3Response<ListBucketsOutput>> {
+        let s = &self.0;
+        let ctx = s.context(&req)?;
+        s.authorize(&ctx, "s3:ListAllMyBuckets", "*", None, &[])?;
+        let max = req.input.max_buckets.unwrap_or(10_000).clamp(1, 10_000) as usize;
+        let prefix = req.input.prefix.clone().unwrap_or_default();
+        let after = match &req.input.continuation_token {
+            Some(t) => Some(decode_token(t)?),
+            None => None,
+        };
+        let rows: Vec<(String, Bucket)> =
+            scan_json(&*s.store, NS_BUCKET, &prefix, after.as_deref(), usize::MAX)
+                .map_err(|e| s3e(internal(e)))?;
+        let mine: Vec<Bucket> = rows
+            .into_iter()
+            .map(|(_, b)| b)
+            .filter(|b| b.account == ctx.principal.account)
+            .collect();
+        let truncated = mine.len() > max;
+        let page = &mine[..mine.len().min(max)];
+        let buckets = page
+            .iter()
+            .map(|b| s3s::dto::Bucket {
+                name: Some(b.name.clone()),
+                creation_date: Some(timestamp(b.created)),
+                bucket_region: Some(b.region.clone()),
+            })
+            .collect();
+        Ok(S3Response::new(ListBucketsOutput {
+            buckets: Some(buckets),
+            owner: Some(principal_owner(&ctx.principal)),
+            continuation_token: if truncated {
+                page.last().map(|b| encode_token(&b.name))
+            } else {
+                None
+            },
+            prefix: req.input.prefix.clone(),
+        }))
+    }
+
+    async fn delete_bucket(
+        &self,
+        req: S3Request<DeleteBucketInput>,
+    ) -> S3Result<S3Response<DeleteBucketOutput>> {
+        let s = &self.0;
+        let ctx = s.context(&req)?;
+        let b = s.bucket(&req.input.bucket)?;
+        s.authorize(
+            &ctx,
+            "s3:DeleteBucket",
+            &format!("arn:aws:s3:::{}", b.name),
+            Some(&b),
+            &[],
+        )?;
+        let name = b.name.clone();
+        s.tx(|t| {
+            if !t
+                .scan(NS_OBJECT, &format!("{name}/"), None, 1)
+                .map_err(internal)?
+                .is_empty()
+            {
+                return Err(ServiceError::new(
+                    "BucketNotEmpty",
+                    409,
+                    "The bucket you tried to delete is not empty",
+                ));
+            }
+            t.delete(NS_BUCKET, &name).map_err(internal)?;
+            Ok(())
+        })?;
+        Ok(S3Response::with_status(
+            DeleteBucketOutput {},
+            http::StatusCode::NO_CONTENT,
+        ))
+    }
+
+    async fn put_bucket_encryption(
+        &self,
+        req: S3Request<PutBucketEncryptionInput>,
+    ) -> S3Result<S3Response<PutBucketEncryptionOutput>> {
+        let s = &self.0;
+        let ctx = s.context(&req)?;
+        let b = s.bucket(&req.input.bucket)?;
+        s.authorize(
+            &ctx,
+            "s3:PutEncryptionConfiguration",
+            &format!("arn:aws:s3:::{}", b.name),
+            Some(&b),
+            &[],
+        )?;
+        let rules = &req.input.server_side_encryption_configuration.rules;
+        if rules.len() != 1 {
+            return Err(s3_error!(
+                MalformedXML,
+                "The XML you provided was not well-formed or did not validate against our published schema"
+            ));
+        }
+        let rule = &rules[0];
+        let Some(def) = &rule.apply_server_side_encryption_by_default else {
+            return Err(s3_error!(
+                MalformedXML,
+                "The XML you provided was not well-formed or did not validate against our published schema"
+            ));
+        };
+        let enc = match def.sse_algorithm.as_str() {
+            ServerSideEncryption::AES256 => {
+                if def.kms_master_key_id.is_some() {
+                    return Err(s3_error!(
+                        InvalidArgument,
+                        "a KMSMasterKeyID is not applicable if the default sse algorithm is not aws:kms or aws:kms:dsse"
+                    ));
+                }
+                DefaultEncryption {
+                    algorithm: "AES256".into(),
+                    kms_key_id: None,
+                    bucket_key_enabled: rule.bucket_key_enabled.unwrap_or(false),
+                }
+            }
+            ServerSideEncryption::AWS_KMS => DefaultEncryption {
+                algorithm: "aws:kms".into(),
+                kms_key_id: def.kms_master_key_id.clone(),
+                bucket_key_enabled: rule.bucket_key_enabled.unwrap_or(false),
+            },
+            other => {
+                return Err(s3_error!(
+                    NotImplemented,
+                    "Server-side encryption {other} is not supported by Coffer yet."
+                ));
+            }
+        };
+        let name = b.name.clone();
+        s.tx(|t| {
+            let mut b: Bucket = get_json(t, NS_BUCKET, &name)
+                .map_err(internal)?
+                .ok_or_else(|| {
+                    ServiceError::new("NoSuchBucket", 404, "The specified bucket does not exist")
+                })?;
+            b.encryption = Some(enc.clone());
+            put_json(t, NS_BUCKET, &name, &b).map_err(internal)
+        })?;
+        Ok(S3Response::new(PutBucketEncryptionOutput {}))
+    }
+
+    async fn get_bucket_encryption(
+        &self,
+        req: S3Request<GetBucketEncryptionInput>,
+    ) -> S3Result<S3Response<GetBucketEncryptionOutput>> {
+        let s = &self.0;
+        let ctx = s.context(&req)?;
+        let b = s.bucket(&req.input.bucket)?;
+        s.authorize(
+            &ctx,
+            "s3:GetEncryptionConfiguration",
+            &format!("arn:aws:s3:::{}", b.name),
+            Some(&b),
+            &[],
+        )?;
+        // Every bucket encrypts: without a configuration, with SSE-S3, as AWS since 2023.
+        let enc = b.encryption.clone().unwrap_or(DefaultEncryption {
+            algorithm: "AES256".into(),
+            kms_key_id: None,
+            bucket_key_enabled: false,
+        });
+        Ok(S3Response::new(GetBucketEncryptionOutput {
+            server_side_encryption_configuration: Some(ServerSideEncryptionConfiguration {
+                rules: vec![ServerSideEncryptionRule {
+                    apply_server_side_encryption_by_default: Some(ServerSideEncryptionByDefault {
+                        kms_master_key_id: enc.kms_key_id.clone(),
+                        sse_algorithm: ServerSideEncryption::from(enc.algorithm.clone()),
+                    }),
+                    bucket_key_enabled: Some(enc.bucket_key_enabled),
+                }],
+            }),
+        }))
+    }
+
+    async fn delete_bucket_encryption(
+        &self,
+        req: S3Request<DeleteBucketEncryptionInput>,
+    ) -> S3Result<S3Response<DeleteBucketEncryptionOutput>> {
+        let s = &self.0;
+        let ctx = s.context(&req)?;
+        let b = s.bucket(&req.input.bucket)?;
+        s.authorize(
+            &ctx,
+            "s3:PutEncryptionConfiguration",
+            &format!("arn:aws:s3:::{}", b.name),
+            Some(&b),
+            &[],
+        )?;
+        let name = b.name.clone();
+        s.tx(|t| {
+            if let Some(mut b) = get_json::<Bucket>(t, NS_BUCKET, &name).map_err(internal)? {
+                b.encryption = None;
+                put_json(t, NS_BUCKET, &name, &b).map_err(internal)?;
+            }
+            Ok(())
+        })?;
+        Ok(S3Response::with_status(
+            DeleteBucketEncryptionOutput {},
+            http::StatusCode::NO_CONTENT,
+        ))
+    }
+
+    async fn put_bucket_policy(
+        &self,
+        req: S3Request<PutBucketPolicyInput>,
+    ) -> S3Result<S3Response<PutBucketPolicyOutput>> {
+        let s = &self.0;
+        let ctx = s.context(&req)?;
+        let b = s.bucket(&req.input.bucket)?;
+        s.authorize(
+            &ctx,
+            "s3:PutBucketPolicy",
+            &format!("arn:aws:s3:::{}", b.name),
+            Some(&b),
+            &[],
+        )?;
+        let doc = req.input.policy.clone();
+        if doc.len() > 20 * 1024 {
+            return Err(s3e(ServiceError::new(
+                "PolicyTooLarge",
+                400,
+                "Policy exceeds the maximum allowed document size.",
+            )));
+        }
+        Policy::parse_bucket_policy(&doc)
+            .map_err(|e| s3e(ServiceError::new("MalformedPolicy", 400, e.message)))?;
+        let name = b.name.clone();
+        s.tx(|t| {
+            if let Some(mut b) = get_json::<Bucket>(t, NS_BUCKET, &name).map_err(internal)? {
+                b.policy = Some(doc.clone());
+                put_json(t, NS_BUCKET, &name, &b).map_err(internal)?;
+            }
+            Ok(())
+        })?;
+        Ok(S3Response::with_status(
+            PutBucketPolicyOutput {},
+            http::StatusCode::NO_CONTENT,
+        ))
+    }
+
+    async fn get_bucket_policy(
+        &self,
+        req: S3Request<GetBucketPolicyInput>,
+    ) -> S3Result<S3Response<GetBucketPolicyOutput>> {
+        let s = &self.0;
+        let ctx = s.context(&req)?;
+        let b = s.bucket(&req.input.bucket)?;
+        s.authorize(
+            &ctx,
+            "s3:GetBucketPolicy",
+            &format!("arn:aws:s3:::{}", b.name),
+            Some(&b),
+            &[],
+        )?;
+        let Some(p) = b.policy else {
+            return Err(s3e(ServiceError::new(
+                "NoSuchBucketPolicy",
+                404,
+                "The bucket policy does not exist",
+            )));
+        };
+        Ok(S3Response::new(GetBucketPolicyOutput { policy: Some(p) }))
+    }
+
+    async fn delete_bucket_policy(
+        &self,
+        req: S3Request<DeleteBucketPolicyInput>,
+    ) -> S3Result<S3Response<DeleteBucketPolicyOutput>> {
+        let s = &self.0;
+        let ctx = s.context(&req)?;
+        let b = s.bucket(&req.input.bucket)?;
+        s.authorize(
+            &ctx,
+            "s3:DeleteBucketPolicy",
+            &format!("arn:aws:s3:::{}", b.name),
+            Some(&b),
+            &[],
+        )?;
+        let name = b.name.clone();
+        s.tx(|t| {
+            if let Some(mut b) = get_json::<Bucket>(t, NS_BUCKET, &name).map_err(internal)? {
+                b.policy = None;
+                put_json(t, NS_BUCKET, &name, &b).map_err(internal)?;
+            }
+            Ok(())
+        })?;
+        Ok(S3Response::with_status(
+            DeleteBucketPolicyOutput {},
+            http::StatusCode::NO_CONTENT,
+        ))
+    }
+
+    async fn put_object(
+        &self,
+        req: S3Request<PutObjectInput>,
+    ) -> S3Result<S3Response<PutObjectOutput>> {
+        objects::put_object(&self.0, req).await
+    }
+
+    async fn get_object(
+        &self,
+        req: S3Request<GetObjectInput>,
+    ) -> S3Result<S3Response<GetObjectOutput>> {
+        objects::get_object(&self.0, req).await
+    }
+
+    async fn head_object(
+        &self,
+        req: S3Request<HeadObjectInput>,
+    ) -> S3Result<S3Response<HeadObjectOutput>> {
+        objects::head_object(&self.0, req).await
+    }
+
+    async fn delete_object(
+        &self,
+        req: S3Request<DeleteObjectInput>,
+    ) -> S3Result<S3Response<DeleteObjectOutput>> {
+        objects::delete_object(&self.0, req).await
+    }
+
+    async fn list_objects_v2(
+        &self,
+        req: S3Request<ListObjectsV2Input>,
+    ) -> S3Result<S3Response<ListObjectsV2Output>> {
+        objects::list_objects_v2(&self.0, req).await
+    }
+
+    async fn list_objects(
+        &self,
+        req: S3Request<ListObjectsInput>,
+    ) -> S3Result<S3Response<ListObjectsOutput>> {
+        objects::list_objects(&self.0, req).await
+    }
+}
+
+pub(crate) fn timestamp(epoch: i64) -> Timestamp {
+    Timestamp::from(
+        time::OffsetDateTime::from_unix_timestamp(epoch)
+            .unwrap_or(time::OffsetDateTime::UNIX_EPOCH),
+    )
+}
+
+pub(crate) fn encode_token(s: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s.as_bytes())
+}
+
+pub(crate) fn decode_token(t: &str) -> S3Result<String> {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(t)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .ok_or_else(|| {
+            s3_error!(
+                InvalidArgument,
+                "The continuation token provided is incorrect"
+            )
+        })
+}

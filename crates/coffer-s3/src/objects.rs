@@ -1,0 +1,1050 @@
+//! Object operations: streamed, segment-encrypted PUT; ranged, streamed GET; HEAD; DELETE;
+//! listings.
+
+use crate::model::{Bucket, NS_BUCKET, NS_OBJECT, Object, Sse, object_key};
+use crate::{Inner, access_denied, decode_token, encode_token, internal, s3e, timestamp};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use bytes::Bytes;
+use coffer_core::{RequestContext, ServiceError};
+use coffer_crypto::segment::{self, Decryptor, Encryptor, Layout};
+use coffer_store::{get_json, put_json, scan_json};
+use futures::StreamExt;
+use s3s::crypto::Checksum as _;
+use s3s::dto::*;
+use s3s::{S3Error, S3Request, S3Response, S3Result, s3_error};
+use std::io::{Read, Write};
+use zeroize::Zeroizing;
+
+/// The largest single PUT (5 GiB), as AWS.
+const MAX_PUT: u64 = 5 << 30;
+/// Ciphertext is written to the blob in batches of about this size.
+const WRITE_BATCH: usize = 1 << 20;
+
+fn object_arn(bucket: &str, key: &str) -> String {
+    format!("arn:aws:s3:::{bucket}/{key}")
+}
+
+/// The caller acting through S3 on KMS: `kms:ViaService`, no source address.
+fn via_s3(s: &Inner, ctx: &RequestContext) -> RequestContext {
+    RequestContext {
+        via_service: Some(format!("s3.{}.amazonaws.com", s.region)),
+        source_ip: None,
+        ..ctx.clone()
+    }
+}
+
+/// KMS errors as S3 reports them (aws-behavior.md §3.4): a denial is S3's AccessDenied with
+/// KMS's message; other failures keep their code behind a `KMS.` prefix.
+fn kms_error(e: ServiceError) -> S3Error {
+    match e.code.as_str() {
+        "AccessDeniedException" => access_denied(e.message),
+        "ServiceFailure" | "KMSInternalException" => s3e(e),
+        code => s3e(ServiceError::new(format!("KMS.{code}"), 400, e.message)),
+    }
+}
+
+enum SseChoice {
+    S3,
+    Kms {
+        key_id: String,
+        bucket_key: bool,
+        client_context: Option<String>,
+    },
+}
+
+fn choose_sse(bucket: &Bucket, input: &PutObjectInput) -> S3Result<SseChoice> {
+    if input.sse_customer_algorithm.is_some() || input.sse_customer_key.is_some() {
+        return Err(s3_error!(
+            NotImplemented,
+            "SSE-C is not supported by Coffer yet."
+        ));
+    }
+    let requested = input
+        .server_side_encryption
+        .as_ref()
+        .map(|s| s.as_str().to_string());
+    let (alg, key, bucket_key) = match requested.as_deref() {
+        Some(a) => (
+            a.to_string(),
+            input.ssekms_key_id.clone(),
+            input.bucket_key_enabled.unwrap_or(false),
+        ),
+        None => match &bucket.encryption {
+            Some(e) => (
+                e.algorithm.clone(),
+                input.ssekms_key_id.clone().or_else(|| e.kms_key_id.clone()),
+                input.bucket_key_enabled.unwrap_or(e.bucket_key_enabled),
+            ),
+            None => ("AES256".to_string(), None, false),
+        },
+    };
+    match alg.as_str() {
+        "AES256" => {
+            if input.ssekms_key_id.is_some() {
+                return Err(s3_error!(
+                    InvalidArgument,
+                    "Server Side Encryption with KMS managed key requires HTTP header x-amz-server-side-encryption : aws:kms"
+                ));
+            }
+            Ok(SseChoice::S3)
+        }
+        "aws:kms" => match key {
+            Some(key_id) => Ok(SseChoice::Kms {
+                key_id,
+                bucket_key,
+                client_context: input.ssekms_encryption_context.clone(),
+            }),
+            None => Err(s3_error!(
+                NotImplemented,
+                "The AWS managed key aws/s3 is not supported by Coffer yet: name a customer managed key."
+            )),
+        },
+        other => Err(s3_error!(
+            InvalidArgument,
+            "The encryption method specified is not supported: {other}"
+        )),
+    }
+}
+
+/// `x-amz-server-side-encryption-context`: base64 of a JSON object of strings.
+fn client_context_pairs(b64: &str) -> S3Result<Vec<(String, String)>> {
+    let bad = || {
+        s3_error!(
+            InvalidArgument,
+            "The header 'x-amz-server-side-encryption-context' shall be Base64-encoded UTF-8 string holding JSON which represents a string-string map"
+        )
+    };
+    let raw = B64.decode(b64).map_err(|_| bad())?;
+    let v: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(&raw).map_err(|_| bad())?;
+    v.into_iter()
+        .map(|(k, v)| v.as_str().map(|s| (k, s.to_string())).ok_or_else(bad))
+        .collect()
+}
+
+fn sse_s3_aad(blob_id: &str) -> Vec<u8> {
+    format!("s3-sse-s3:{blob_id}").into_bytes()
+}
+
+/// The checksum algorithms a PUT asks for (headers, trailer announcement, or SDK hint).
+fn wanted_checksums(
+    input: &PutObjectInput,
+    headers: &http::HeaderMap,
+) -> s3s::checksum::ChecksumHasher {
+    let mut h = s3s::checksum::ChecksumHasher::default();
+    let trailer = headers
+        .get("x-amz-trailer")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let alg = input
+        .checksum_algorithm
+        .as_ref()
+        .map(|a| a.as_str().to_ascii_uppercase())
+        .unwrap_or_default();
+    if input.checksum_crc32.is_some()
+        || trailer.contains("crc32") && !trailer.contains("crc32c")
+        || alg == "CRC32"
+    {
+        h.crc32 = Some(Default::default());
+    }
+    if input.checksum_crc32c.is_some() || trailer.contains("crc32c") || alg == "CRC32C" {
+        h.crc32c = Some(Default::default());
+    }
+    if input.checksum_sha1.is_some() || trailer.contains("sha1") || alg == "SHA1" {
+        h.sha1 = Some(Default::default());
+    }
+    if input.checksum_sha256.is_some() || trailer.contains("sha256") || alg == "SHA256" {
+        h.sha256 = Some(Default::default());
+    }
+    if input.checksum_crc64nvme.is_some() || trailer.contains("crc64nvme") || alg == "CRC64NVME" {
+        h.crc64nvme = Some(Default::default());
+    }
+    h
+}
+
+pub(crate) async fn put_object(
+    s: &Inner,
+    mut req: S3Request<PutObjectInput>,
+) -> S3Result<S3Response<PutObjectOutput>> {
+    let ctx = s.context(&req)?;
+    let bucket = s.bucket(&req.input.bucket)?;
+    let key = req.input.key.clone();
+    if key.is_empty() || key.len() > 1024 {
+        return Err(s3_error!(KeyTooLongError, "Your key is too long"));
+    }
+    let arn = object_arn(&bucket.name, &key);
+    let mut extra = vec![];
+    if let Some(e) = &req.input.server_side_encryption {
+        extra.push((
+            "s3:x-amz-server-side-encryption".to_string(),
+            e.as_str().to_string(),
+        ));
+    }
+    let sse = choose_sse(&bucket, &req.input)?;
+    if let SseChoice::Kms { key_id, .. } = &sse
+        && req.input.ssekms_key_id.is_some()
+    {
+        extra.push((
+            "s3:x-amz-server-side-encryption-aws-kms-key-id".to_string(),
+            key_id.clone(),
+        ));
+    }
+    s.authorize(&ctx, "s3:PutObject", &arn, Some(&bucket), &extra)?;
+    if s.require_tls_for_sse
+        && !ctx.secure_transport
+        && req
+            .input
+            .server_side_encryption
+            .as_ref()
+            .is_some_and(|e| e.as_str() == "aws:kms")
+    {
+        return Err(s3_error!(
+            InvalidRequest,
+            "Requests specifying Server Side Encryption with AWS KMS managed keys require HTTPS."
+        ));
+    }
+    if let Some(len) = req.input.content_length
+        && len as u64 > MAX_PUT
+    {
+        return Err(s3_error!(
+            EntityTooLarge,
+            "Your proposed upload exceeds the maximum allowed size"
+        ));
+    }
+
+    let blob_id = uuid::Uuid::new_v4().simple().to_string();
+    let (data_key, stored_sse, kms_arn) = match &sse {
+        SseChoice::S3 => {
+            let mut dk = Zeroizing::new(vec![0u8; 32]);
+            coffer_crypto::random_fill(&mut dk).map_err(|e| s3e(internal(e)))?;
+            let wrapped = s
+                .root_key
+                .wrap(&sse_s3_aad(&blob_id), &dk)
+                .map_err(|e| s3e(internal(e)))?;
+            (
+                dk,
+                Sse::S3 {
+                    wrapped_key: B64.encode(wrapped),
+                },
+                None,
+            )
+        }
+        SseChoice::Kms {
+            key_id,
+            bucket_key,
+            client_context,
+        } => {
+            let mut ec = match client_context {
+                Some(c) => client_context_pairs(c)?,
+                None => vec![],
+            };
+            ec.retain(|(k, _)| k != "aws:s3:arn");
+            ec.push(("aws:s3:arn".to_string(), arn.clone()));
+            let dk = s
+                .keys
+                .generate_data_key(&via_s3(s, &ctx), key_id, &ec)
+                .map_err(kms_error)?;
+            let arn_of_key = dk.key_arn.clone();
+            (
+                dk.plaintext,
+                Sse::Kms {
+                    key_arn: dk.key_arn,
+                    ciphertext: B64.encode(&dk.ciphertext),
+                    context: ec,
+                    bucket_key_enabled: *bucket_key,
+                    client_context: client_context.clone(),
+                },
+                Some(arn_of_key),
+            )
+        }
+    };
+
+    // Stream the body through MD5, the checksums and the encryptor into a new blob.
+    let mut writer = s.blobs.create(&blob_id).map_err(|e| s3e(internal(e)))?;
+    let mut enc = Encryptor::new(&data_key, blob_id.as_bytes(), segment::DEFAULT_SEGMENT)
+        .map_err(|e| s3e(internal(e)))?;
+    let mut md5 = s3s::crypto::Md5::new();
+    let mut sums = wanted_checksums(&req.input, &req.headers);
+    let mut out = Vec::with_capacity(WRITE_BATCH + segment::DEFAULT_SEGMENT);
+    let mut size: u64 = 0;
+    if let Some(mut body) = req.input.body.take() {
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|e| {
+                let mut err = s3_error!(
+                    IncompleteBody,
+                    "The request body could not be read completely."
+                );
+                err.set_source(e);
+                err
+            })?;
+            size += chunk.len() as u64;
+            if size > MAX_PUT {
+                return Err(s3_error!(
+                    EntityTooLarge,
+                    "Your proposed upload exceeds the maximum allowed size"
+                ));
+            }
+            md5.update(&chunk);
+            sums.update(&chunk);
+            enc.push(&chunk, &mut out).map_err(|e| s3e(internal(e)))?;
+            if out.len() >= WRITE_BATCH {
+                writer.write_all(&out).map_err(|e| s3e(internal(e)))?;
+                out.clear();
+            }
+        }
+    }
+    enc.finish(&mut out).map_err(|e| s3e(internal(e)))?;
+    writer.write_all(&out).map_err(|e| s3e(internal(e)))?;
+    drop(out);
+    if let Some(len) = req.input.content_length
+        && len as u64 != size
+    {
+        return Err(s3_error!(
+            IncompleteBody,
+            "You did not provide the number of bytes specified by the Content-Length HTTP header."
+        ));
+    }
+    let digest = md5.finalize();
+    if let Some(given) = &req.input.content_md5
+        && B64.decode(given).ok().as_deref() != Some(&digest[..])
+    {
+        return Err(s3_error!(
+            BadDigest,
+            "The Content-MD5 you specified did not match what we received."
+        ));
+    }
+    // Checksums: from headers, or from the (verified) trailer once the body has ended.
+    let computed = sums.finalize();
+    let trailers = req.trailing_headers.as_ref().and_then(|t| t.take());
+    let given = |name: &str, header: &Option<String>| -> Option<String> {
+        header.clone().or_else(|| {
+            trailers
+                .as_ref()
+                .and_then(|h| h.get(name))
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        })
+    };
+    let mut checksums = vec![];
+    for (alg, provided, got) in [
+        (
+            "CRC32",
+            given("x-amz-checksum-crc32", &req.input.checksum_crc32),
+            &computed.checksum_crc32,
+        ),
+        (
+            "CRC32C",
+            given("x-amz-checksum-crc32c", &req.input.checksum_crc32c),
+            &computed.checksum_crc32c,
+        ),
+        (
+            "SHA1",
+            given("x-amz-checksum-sha1", &req.input.checksum_sha1),
+            &computed.checksum_sha1,
+        ),
+        (
+            "SHA256",
+            given("x-amz-checksum-sha256", &req.input.checksum_sha256),
+            &computed.checksum_sha256,
+        ),
+        (
+            "CRC64NVME",
+            given("x-amz-checksum-crc64nvme", &req.input.checksum_crc64nvme),
+            &computed.checksum_crc64nvme,
+        ),
+    ] {
+        match (provided, got) {
+            (Some(p), Some(g)) if &p != g => {
+                return Err(s3_error!(
+                    BadDigest,
+                    "The {alg} you specified did not match the calculated checksum."
+                ));
+            }
+            (_, Some(g)) => checksums.push((alg.to_string(), g.clone())),
+            _ => {}
+        }
+    }
+    // Durable before visible: fsync and rename the blob, then commit the metadata.
+    tokio::task::spawn_blocking(move || writer.commit())
+        .await
+        .map_err(|e| s3e(internal(e)))?
+        .map_err(|e| s3e(internal(e)))?;
+    let etag = match &stored_sse {
+        Sse::S3 { .. } => format!("\"{}\"", hex::encode(digest)),
+        // SSE-KMS ETags are not the MD5 of the data (as on AWS).
+        Sse::Kms { .. } => format!(
+            "\"{}\"",
+            &coffer_crypto::sha256_hex(format!("{blob_id}:{}", hex::encode(digest)).as_bytes())
+                [..32]
+        ),
+    };
+    let obj = Object {
+        key: key.clone(),
+        size,
+        etag: etag.clone(),
+        last_modified: s.now(),
+        blob_id: blob_id.clone(),
+        segment_size: segment::DEFAULT_SEGMENT,
+        sse: stored_sse.clone(),
+        content_type: req.input.content_type.as_ref().map(|c| c.to_string()),
+        content_encoding: req.input.content_encoding.clone(),
+        content_disposition: req.input.content_disposition.clone(),
+        content_language: req.input.content_language.clone(),
+        cache_control: req.input.cache_control.clone(),
+        metadata: req
+            .input
+            .metadata
+            .clone()
+            .map(|m| m.into_iter().collect())
+            .unwrap_or_default(),
+        checksums: checksums.clone(),
+    };
+    let row = object_key(&bucket.name, &key);
+    let mut replaced: Option<String> = None;
+    let committed = s.tx(|t| {
+        if t.get(NS_BUCKET, &bucket.name).map_err(internal)?.is_none() {
+            return Err(ServiceError::new(
+                "NoSuchBucket",
+                404,
+                "The specified bucket does not exist",
+            ));
+        }
+        replaced = get_json::<Object>(t, NS_OBJECT, &row)
+            .map_err(internal)?
+            .map(|o| o.blob_id);
+        put_json(t, NS_OBJECT, &row, &obj).map_err(internal)
+    });
+    if let Err(e) = committed {
+        let _ = s.blobs.delete(&blob_id);
+        return Err(e);
+    }
+    if let Some(old) = replaced {
+        let _ = s.blobs.delete(&old);
+    }
+    let mut o = PutObjectOutput {
+        e_tag: Some(ETag::Strong(etag.trim_matches('"').to_string())),
+        size: Some(size as i64),
+        ..Default::default()
+    };
+    set_sse_out(
+        &stored_sse,
+        kms_arn.as_deref(),
+        &mut o.server_side_encryption,
+        &mut o.ssekms_key_id,
+        &mut o.bucket_key_enabled,
+    );
+    if let Sse::Kms {
+        client_context: Some(c),
+        ..
+    } = &stored_sse
+    {
+        o.ssekms_encryption_context = Some(c.clone());
+    }
+    for (alg, v) in checksums {
+        match alg.as_str() {
+            "CRC32" => o.checksum_crc32 = Some(v),
+            "CRC32C" => o.checksum_crc32c = Some(v),
+            "SHA1" => o.checksum_sha1 = Some(v),
+            "SHA256" => o.checksum_sha256 = Some(v),
+            _ => o.checksum_crc64nvme = Some(v),
+        }
+    }
+    Ok(S3Response::new(o))
+}
+
+fn set_sse_out(
+    sse: &Sse,
+    arn: Option<&str>,
+    alg: &mut Option<ServerSideEncryption>,
+    key: &mut Option<String>,
+    bucket_key: &mut Option<bool>,
+) {
+    match sse {
+        Sse::S3 { .. } => {
+            *alg = Some(ServerSideEncryption::from(
+                ServerSideEncryption::AES256.to_string(),
+            ))
+        }
+        Sse::Kms {
+            key_arn,
+            bucket_key_enabled,
+            ..
+        } => {
+            *alg = Some(ServerSideEncryption::from(
+                ServerSideEncryption::AWS_KMS.to_string(),
+            ));
+            *key = Some(arn.unwrap_or(key_arn).to_string());
+            if *bucket_key_enabled {
+                *bucket_key = Some(true);
+            }
+        }
+    }
+}
+
+/// Loads an object the caller may read: `s3:GetObject` first; a missing key is `NoSuchKey` only
+/// for callers that may list the bucket, else `AccessDenied` (as AWS).
+fn readable(s: &Inner, ctx: &RequestContext, bucket: &Bucket, key: &str) -> S3Result<Object> {
+    let arn = object_arn(&bucket.name, key);
+    s.authorize(ctx, "s3:GetObject", &arn, Some(bucket), &[])?;
+    match get_json::<Object>(&*s.store, NS_OBJECT, &object_key(&bucket.name, key))
+        .map_err(|e| s3e(internal(e)))?
+    {
+        Some(o) => Ok(o),
+        None => {
+            s.authorize(
+                ctx,
+                "s3:ListBucket",
+                &format!("arn:aws:s3:::{}", bucket.name),
+                Some(bucket),
+                &[],
+            )
+            .map_err(|_| access_denied("Access Denied"))?;
+            let mut e = s3_error!(NoSuchKey, "The specified key does not exist.");
+            e.set_status_code(http::StatusCode::NOT_FOUND);
+            Err(e)
+        }
+    }
+}
+
+/// Conditional request headers (RFC 9110 as S3 applies them).
+fn check_conditions(
+    o: &Object,
+    if_match: Option<&ETagCondition>,
+    if_none_match: Option<&ETagCondition>,
+    if_modified_since: Option<&Timestamp>,
+    if_unmodified_since: Option<&Timestamp>,
+) -> S3Result<()> {
+    let etag = ETag::Strong(o.etag.trim_matches('"').to_string());
+    let modified = time::OffsetDateTime::from_unix_timestamp(o.last_modified)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    let ts = |t: &Timestamp| time::OffsetDateTime::from(t.clone());
+    let failed = || {
+        let mut e = s3_error!(
+            PreconditionFailed,
+            "At least one of the pre-conditions you specified did not hold"
+        );
+        e.set_status_code(http::StatusCode::PRECONDITION_FAILED);
+        e
+    };
+    let not_modified = || {
+        let mut e = S3Error::new(s3s::S3ErrorCode::Custom("NotModified".into()));
+        e.set_status_code(http::StatusCode::NOT_MODIFIED);
+        e
+    };
+    let matches = |c: &ETagCondition| match c {
+        ETagCondition::Any => true,
+        ETagCondition::ETag(t) => t.strong_cmp(&etag),
+    };
+    if let Some(c) = if_match {
+        if !matches(c) {
+            return Err(failed());
+        }
+    } else if let Some(t) = if_unmodified_since
+        && modified > ts(t)
+    {
+        return Err(failed());
+    }
+    if let Some(c) = if_none_match {
+        if matches(c) {
+            return Err(not_modified());
+        }
+    } else if let Some(t) = if_modified_since
+        && modified <= ts(t)
+    {
+        return Err(not_modified());
+    }
+    Ok(())
+}
+
+/// The data key of an object, opened as the caller.
+fn data_key(s: &Inner, ctx: &RequestContext, o: &Object) -> S3Result<Zeroizing<Vec<u8>>> {
+    match &o.sse {
+        Sse::S3 { wrapped_key } => {
+            let w = B64.decode(wrapped_key).map_err(|e| s3e(internal(e)))?;
+            s.root_key
+                .unwrap(&sse_s3_aad(&o.blob_id), &w)
+                .map_err(|e| s3e(internal(e)))
+        }
+        Sse::Kms {
+            ciphertext,
+            context,
+            ..
+        } => {
+            let ct = B64.decode(ciphertext).map_err(|e| s3e(internal(e)))?;
+            Ok(s.keys
+                .decrypt_data_key(&via_s3(s, ctx), &ct, context)
+                .map_err(kms_error)?
+                .plaintext)
+        }
+    }
+}
+
+pub(crate) async fn get_object(
+    s: &Inner,
+    req: S3Request<GetObjectInput>,
+) -> S3Result<S3Response<GetObjectOutput>> {
+    let ctx = s.context(&req)?;
+    let bucket = s.bucket(&req.input.bucket)?;
+    let o = readable(s, &ctx, &bucket, &req.input.key)?;
+    let i = &req.input;
+    check_conditions(
+        &o,
+        i.if_match.as_ref(),
+        i.if_none_match.as_ref(),
+        i.if_modified_since.as_ref(),
+        i.if_unmodified_since.as_ref(),
+    )?;
+    if i.part_number.is_some() {
+        return Err(s3_error!(
+            NotImplemented,
+            "GetObject with partNumber is not supported by Coffer yet."
+        ));
+    }
+    let dk = data_key(s, &ctx, &o)?;
+    let range = match &i.range {
+        None => None,
+        Some(r) => Some(r.check(o.size).map_err(|_| {
+            let mut e = s3_error!(InvalidRange, "The requested range is not satisfiable");
+            e.set_status_code(http::StatusCode::RANGE_NOT_SATISFIABLE);
+            e
+        })?),
+    };
+    let (start, end) = match &range {
+        Some(r) => (r.start, r.end),
+        None => (0, o.size),
+    };
+    let body = stream_plaintext(s, &o, dk, start, end)?;
+    let mut out = GetObjectOutput {
+        body: Some(body),
+        content_length: Some((end - start) as i64),
+        accept_ranges: Some("bytes".into()),
+        e_tag: Some(ETag::Strong(o.etag.trim_matches('"').to_string())),
+        last_modified: Some(timestamp(o.last_modified)),
+        content_type: i
+            .response_content_type
+            .clone()
+            .or(o.content_type.clone())
+            .and_then(|c| c.parse().ok()),
+        content_encoding: i
+            .response_content_encoding
+            .clone()
+            .or(o.content_encoding.clone()),
+        content_disposition: i
+            .response_content_disposition
+            .clone()
+            .or(o.content_disposition.clone()),
+        content_language: i
+            .response_content_language
+            .clone()
+            .or(o.content_language.clone()),
+        cache_control: i.response_cache_control.clone().or(o.cache_control.clone()),
+        metadata: (!o.metadata.is_empty()).then(|| o.metadata.iter().cloned().collect()),
+        ..Default::default()
+    };
+    if range.is_some() {
+        out.content_range = Some(format!(
+            "bytes {}-{}/{}",
+            start,
+            end.saturating_sub(1),
+            o.size
+        ));
+    }
+    set_sse_out(
+        &o.sse,
+        None,
+        &mut out.server_side_encryption,
+        &mut out.ssekms_key_id,
+        &mut out.bucket_key_enabled,
+    );
+    if i.checksum_mode
+        .as_ref()
+        .is_some_and(|m| m.as_str() == "ENABLED")
+        && range.is_none()
+    {
+        for (alg, v) in &o.checksums {
+            match alg.as_str() {
+                "CRC32" => out.checksum_crc32 = Some(v.clone()),
+                "CRC32C" => out.checksum_crc32c = Some(v.clone()),
+                "SHA1" => out.checksum_sha1 = Some(v.clone()),
+                "SHA256" => out.checksum_sha256 = Some(v.clone()),
+                _ => out.checksum_crc64nvme = Some(v.clone()),
+            }
+        }
+    }
+    Ok(if range.is_some() {
+        S3Response::with_status(out, http::StatusCode::PARTIAL_CONTENT)
+    } else {
+        S3Response::new(out)
+    })
+}
+
+/// Streams plaintext bytes `start..end` of an object: a blocking reader decrypts only the
+/// segments that cover the range and hands them over a bounded channel (memory: a few segments).
+/// A segment that fails authentication ends the stream with an error: never wrong bytes.
+fn stream_plaintext(
+    s: &Inner,
+    o: &Object,
+    dk: Zeroizing<Vec<u8>>,
+    start: u64,
+    end: u64,
+) -> S3Result<StreamingBlob> {
+    let layout = Layout {
+        segment_size: o.segment_size,
+        plaintext_len: o.size,
+    };
+    let mut header = [0u8; segment::HEADER_LEN];
+    let mut f = s.blobs.open(&o.blob_id, 0).map_err(|e| s3e(internal(e)))?;
+    f.read_exact(&mut header).map_err(|e| s3e(internal(e)))?;
+    let dec = Decryptor::new(&dk, o.blob_id.as_bytes(), &header).map_err(|e| s3e(internal(e)))?;
+    drop(dk);
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
+    if start >= end {
+        drop(tx);
+    } else {
+        let segments = layout.segments_for(start, end - 1);
+        let first = *segments.start();
+        let mut f = s
+            .blobs
+            .open(&o.blob_id, layout.segment_offset(first))
+            .map_err(|e| s3e(internal(e)))?;
+        tokio::task::spawn_blocking(move || {
+            let seg = layout.segment_size as u64;
+            let mut buf = vec![0u8; layout.segment_size + segment::TAG_LEN];
+            for i in segments {
+                let n = layout.segment_ct_len(i);
+                let item = f.read_exact(&mut buf[..n]).and_then(|_| {
+                    dec.open_segment(i, i + 1 == layout.segments(), &mut buf[..n])
+                        .map(|pt| {
+                            let seg_start = i * seg;
+                            let from = start.saturating_sub(seg_start) as usize;
+                            let to = ((end - seg_start).min(pt.len() as u64)) as usize;
+                            Bytes::copy_from_slice(&pt[from..to])
+                        })
+                        .map_err(|_| std::io::Error::other("object data failed authentication"))
+                });
+                let failed = item.is_err();
+                if tx.blocking_send(item).is_err() || failed {
+                    break;
+                }
+            }
+        });
+    }
+    let stream =
+        futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|i| (i, rx)) });
+    Ok(StreamingBlob::wrap(stream))
+}
+
+pub(crate) async fn head_object(
+    s: &Inner,
+    req: S3Request<HeadObjectInput>,
+) -> S3Result<S3Response<HeadObjectOutput>> {
+    let ctx = s.context(&req)?;
+    let bucket = s.bucket(&req.input.bucket)?;
+    let o = readable(s, &ctx, &bucket, &req.input.key)?;
+    let i = &req.input;
+    check_conditions(
+        &o,
+        i.if_match.as_ref(),
+        i.if_none_match.as_ref(),
+        i.if_modified_since.as_ref(),
+        i.if_unmodified_since.as_ref(),
+    )?;
+    let mut out = HeadObjectOutput {
+        content_length: Some(o.size as i64),
+        accept_ranges: Some("bytes".into()),
+        e_tag: Some(ETag::Strong(o.etag.trim_matches('"').to_string())),
+        last_modified: Some(timestamp(o.last_modified)),
+        content_type: o.content_type.clone().and_then(|c| c.parse().ok()),
+        content_encoding: o.content_encoding.clone(),
+        content_disposition: o.content_disposition.clone(),
+        content_language: o.content_language.clone(),
+        cache_control: o.cache_control.clone(),
+        metadata: (!o.metadata.is_empty()).then(|| o.metadata.iter().cloned().collect()),
+        ..Default::default()
+    };
+    set_sse_out(
+        &o.sse,
+        None,
+        &mut out.server_side_encryption,
+        &mut out.ssekms_key_id,
+        &mut out.bucket_key_enabled,
+    );
+    Ok(S3Response::new(out))
+}
+
+pub(crate) async fn delete_object(
+    s: &Inner,
+    req: S3Request<DeleteObjectInput>,
+) -> S3Result<S3Response<DeleteObjectOutput>> {
+    let ctx = s.context(&req)?;
+    let bucket = s.bucket(&req.input.bucket)?;
+    let key = req.input.key.clone();
+    s.authorize(
+        &ctx,
+        "s3:DeleteObject",
+        &object_arn(&bucket.name, &key),
+        Some(&bucket),
+        &[],
+    )?;
+    let row = object_key(&bucket.name, &key);
+    let mut removed = None;
+    s.tx(|t| {
+        removed = get_json::<Object>(t, NS_OBJECT, &row)
+            .map_err(internal)?
+            .map(|o| o.blob_id);
+        t.delete(NS_OBJECT, &row).map_err(internal)?;
+        Ok(())
+    })?;
+    // Metadata first, then the blob: a crash in between leaves an orphan the start sweep removes.
+    if let Some(b) = removed {
+        let _ = s.blobs.delete(&b);
+    }
+    Ok(S3Response::with_status(
+        DeleteObjectOutput::default(),
+        http::StatusCode::NO_CONTENT,
+    ))
+}
+
+/// One page of a listing.
+struct Listing {
+    contents: Vec<Object>,
+    prefixes: Vec<String>,
+    truncated: bool,
+    /// Where the next page starts (after this key).
+    next: Option<String>,
+}
+
+fn list(
+    s: &Inner,
+    bucket: &str,
+    prefix: &str,
+    delimiter: Option<&str>,
+    after: Option<&str>,
+    max: usize,
+) -> S3Result<Listing> {
+    let row_prefix = format!("{bucket}/{prefix}");
+    let mut cursor = after.map(|a| format!("{bucket}/{a}"));
+    let mut l = Listing {
+        contents: vec![],
+        prefixes: vec![],
+        truncated: false,
+        next: None,
+    };
+    loop {
+        let rows: Vec<(String, Object)> =
+            scan_json(&*s.store, NS_OBJECT, &row_prefix, cursor.as_deref(), 1000)
+                .map_err(|e| s3e(internal(e)))?;
+        if rows.is_empty() {
+            return Ok(l);
+        }
+        for (row, o) in rows {
+            cursor = Some(row);
+            let rest = &o.key[prefix.len()..];
+            let common = delimiter.filter(|d| !d.is_empty()).and_then(|d| {
+                rest.find(d)
+                    .map(|i| format!("{prefix}{}", &rest[..i + d.len()]))
+            });
+            if let Some(cp) = &common
+                && l.prefixes.last() == Some(cp)
+            {
+                continue;
+            }
+            if l.contents.len() + l.prefixes.len() == max {
+                l.truncated = true;
+                return Ok(l);
+            }
+            match common {
+                Some(cp) => {
+                    // Skip every other key under this common prefix.
+                    cursor = Some(format!("{bucket}/{cp}\u{10FFFF}"));
+                    l.next = Some(format!("{cp}\u{10FFFF}"));
+                    l.prefixes.push(cp);
+                }
+                None => {
+                    l.next = Some(o.key.clone());
+                    l.contents.push(o);
+                }
+            }
+        }
+    }
+}
+
+/// `encoding-type=url`: keys as S3 encodes them (RFC 3986, `/` kept).
+fn url_encode(s: &str) -> String {
+    const SET: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'_')
+        .remove(b'.')
+        .remove(b'~')
+        .remove(b'/');
+    percent_encoding::utf8_percent_encode(s, SET).to_string()
+}
+
+fn to_objects(contents: &[Object], owner: Option<Owner>, url: bool) -> Vec<s3s::dto::Object> {
+    contents
+        .iter()
+        .map(|o| s3s::dto::Object {
+            key: Some(if url {
+                url_encode(&o.key)
+            } else {
+                o.key.clone()
+            }),
+            size: Some(o.size as i64),
+            e_tag: Some(ETag::Strong(o.etag.trim_matches('"').to_string())),
+            last_modified: Some(timestamp(o.last_modified)),
+            storage_class: Some(ObjectStorageClass::from("STANDARD".to_string())),
+            owner: owner.clone(),
+            ..Default::default()
+        })
+        .collect()
+}
+
+fn list_conditions(prefix: &str, delimiter: Option<&str>, max: i32) -> Vec<(String, String)> {
+    let mut v = vec![
+        ("s3:prefix".to_string(), prefix.to_string()),
+        ("s3:max-keys".to_string(), max.to_string()),
+    ];
+    if let Some(d) = delimiter {
+        v.push(("s3:delimiter".to_string(), d.to_string()));
+    }
+    v
+}
+
+fn check_max_keys(m: Option<i32>) -> S3Result<usize> {
+    match m {
+        None => Ok(1000),
+        Some(n) if n < 0 => Err(s3_error!(
+            InvalidArgument,
+            "Provided max-keys not an integer or within integer range"
+        )),
+        Some(n) => Ok((n as usize).min(1000)),
+    }
+}
+
+pub(crate) async fn list_objects_v2(
+    s: &Inner,
+    req: S3Request<ListObjectsV2Input>,
+) -> S3Result<S3Response<ListObjectsV2Output>> {
+    let ctx = s.context(&req)?;
+    let bucket = s.bucket(&req.input.bucket)?;
+    let i = &req.input;
+    let prefix = i.prefix.clone().unwrap_or_default();
+    let max = check_max_keys(i.max_keys)?;
+    let extra = list_conditions(&prefix, i.delimiter.as_deref(), max as i32);
+    s.authorize(
+        &ctx,
+        "s3:ListBucket",
+        &format!("arn:aws:s3:::{}", bucket.name),
+        Some(&bucket),
+        &extra,
+    )?;
+    let after = match (&i.continuation_token, &i.start_after) {
+        (Some(t), _) => Some(decode_token(t)?),
+        (None, Some(a)) => Some(a.clone()),
+        _ => None,
+    };
+    let l = list(
+        s,
+        &bucket.name,
+        &prefix,
+        i.delimiter.as_deref(),
+        after.as_deref(),
+        max,
+    )?;
+    let url = i
+        .encoding_type
+        .as_ref()
+        .is_some_and(|e| e.as_str() == "url");
+    let enc = |s: &str| if url { url_encode(s) } else { s.to_string() };
+    let owner = i
+        .fetch_owner
+        .unwrap_or(false)
+        .then(|| crate::principal_owner(&ctx.principal));
+    Ok(S3Response::new(ListObjectsV2Output {
+        name: Some(bucket.name.clone()),
+        prefix: Some(enc(&prefix)),
+        max_keys: Some(max as i32),
+        key_count: Some((l.contents.len() + l.prefixes.len()) as i32),
+        continuation_token: i.continuation_token.clone(),
+        is_truncated: Some(l.truncated),
+        next_continuation_token: if l.truncated {
+            l.next.as_deref().map(encode_token)
+        } else {
+            None
+        },
+        contents: (!l.contents.is_empty()).then(|| to_objects(&l.contents, owner, url)),
+        common_prefixes: (!l.prefixes.is_empty()).then(|| {
+            l.prefixes
+                .iter()
+                .map(|p| CommonPrefix {
+                    prefix: Some(enc(p)),
+                })
+                .collect()
+        }),
+        delimiter: i.delimiter.as_deref().map(enc),
+        encoding_type: i.encoding_type.clone(),
+        start_after: i.start_after.as_deref().map(enc),
+        ..Default::default()
+    }))
+}
+
+pub(crate) async fn list_objects(
+    s: &Inner,
+    req: S3Request<ListObjectsInput>,
+) -> S3Result<S3Response<ListObjectsOutput>> {
+    let ctx = s.context(&req)?;
+    let bucket = s.bucket(&req.input.bucket)?;
+    let i = &req.input;
+    let prefix = i.prefix.clone().unwrap_or_default();
+    let max = check_max_keys(i.max_keys)?;
+    let extra = list_conditions(&prefix, i.delimiter.as_deref(), max as i32);
+    s.authorize(
+        &ctx,
+        "s3:ListBucket",
+        &format!("arn:aws:s3:::{}", bucket.name),
+        Some(&bucket),
+        &extra,
+    )?;
+    let l = list(
+        s,
+        &bucket.name,
+        &prefix,
+        i.delimiter.as_deref(),
+        i.marker.as_deref(),
+        max,
+    )?;
+    let url = i
+        .encoding_type
+        .as_ref()
+        .is_some_and(|e| e.as_str() == "url");
+    let enc = |s: &str| if url { url_encode(s) } else { s.to_string() };
+    let owner = Some(crate::principal_owner(&ctx.principal));
+    Ok(S3Response::new(ListObjectsOutput {
+        name: Some(bucket.name.clone()),
+        prefix: Some(enc(&prefix)),
+        marker: Some(i.marker.clone().unwrap_or_default()),
+        max_keys: Some(max as i32),
+        is_truncated: Some(l.truncated),
+        next_marker: if l.truncated && i.delimiter.is_some() {
+            l.next
+                .as_deref()
+                .map(|n| enc(n.trim_end_matches('\u{10FFFF}')))
+        } else {
+            None
+        },
+        contents: (!l.contents.is_empty()).then(|| to_objects(&l.contents, owner, url)),
+        common_prefixes: (!l.prefixes.is_empty()).then(|| {
+            l.prefixes
+                .iter()
+                .map(|p| CommonPrefix {
+                    prefix: Some(enc(p)),
+                })
+                .collect()
+        }),
+        delimiter: i.delimiter.as_deref().map(enc),
+        encoding_type: i.encoding_type.clone(),
+        ..Default::default()
+    }))
+}
