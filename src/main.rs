@@ -224,9 +224,7 @@ fn run_serve(args: ServeArgs) -> Result<(), String> {
     let s3_service = {
         let mut b = s3s::service::S3ServiceBuilder::new(s3);
         b.set_auth(coffer_s3::CofferS3Auth(iam.clone()));
-        if let Ok(host) = s3s::host::SingleDomain::new("localhost") {
-            b.set_host(host);
-        }
+        b.set_host(coffer_s3::LocalHostStyle);
         b.build()
     };
     let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());

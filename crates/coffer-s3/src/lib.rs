@@ -773,3 +773,87 @@ pub(crate) fn decode_token(t: &str) -> S3Result<String> {
             )
         })
 }
+
+/// Virtual-hosted-style addressing under `localhost` (`bucket.localhost:4566`), whatever the
+/// port; any other host (an IP address, `localhost`, a custom name) is path style.
+pub struct LocalHostStyle;
+
+impl s3s::host::S3Host for LocalHostStyle {
+    fn parse_host_header<'a>(&'a self, host: &'a str) -> S3Result<s3s::host::VirtualHost<'a>> {
+        let name = match host.rsplit_once(':') {
+            Some((h, port)) if !h.ends_with(']') && port.bytes().all(|b| b.is_ascii_digit()) => h,
+            _ => host,
+        };
+        match name.strip_suffix(".localhost") {
+            Some(bucket) if !bucket.is_empty() => {
+                Ok(s3s::host::VirtualHost::new("localhost").with_bucket(bucket))
+            }
+            _ => Ok(s3s::host::VirtualHost::new(name)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use s3s::host::S3Host;
+
+    #[test]
+    fn host_styles() {
+        let h = LocalHostStyle;
+        assert_eq!(
+            h.parse_host_header("bkt.localhost:4566").unwrap().bucket(),
+            Some("bkt")
+        );
+        assert_eq!(
+            h.parse_host_header("bkt.localhost").unwrap().bucket(),
+            Some("bkt")
+        );
+        for path_style in [
+            "localhost:4566",
+            "localhost",
+            "127.0.0.1:4566",
+            "[::1]:4566",
+            "s3.example.com",
+        ] {
+            assert_eq!(
+                h.parse_host_header(path_style).unwrap().bucket(),
+                None,
+                "{path_style}"
+            );
+        }
+    }
+
+    #[test]
+    fn bucket_names() {
+        for ok in ["abc", "my-bucket.example", "a1b2c3"] {
+            assert!(valid_bucket_name(ok), "{ok}");
+        }
+        for bad in [
+            "ab",
+            "ABC",
+            "-abc",
+            "abc-",
+            "a..b",
+            "192.168.1.1",
+            "xn--abc",
+            "abc-s3alias",
+            &"a".repeat(64),
+        ] {
+            assert!(!valid_bucket_name(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn query_decoding() {
+        assert_eq!(
+            url_query("a=1&X-Amz-Security-Token=ab%2Bc%3D&e"),
+            vec![
+                ("a".into(), "1".into()),
+                ("X-Amz-Security-Token".into(), "ab+c=".into()),
+                ("e".into(), "".into())
+            ]
+        );
+        assert_eq!(percent_decode("%zz%4"), "%zz%4");
+    }
+}
