@@ -4,6 +4,7 @@
 //! `DataKeyProvider` with `kms:ViaService` set.
 
 pub mod model;
+mod multipart;
 mod objects;
 
 use coffer_core::{Clock, DataKeyProvider, Principal, RequestContext, ServiceError};
@@ -68,8 +69,13 @@ impl CofferS3 {
     pub fn sweep_orphans(&self) -> Result<usize, ServiceError> {
         let rows: Vec<(String, Object)> =
             scan_json(&*self.0.store, NS_OBJECT, "", None, usize::MAX).map_err(internal)?;
-        let live: std::collections::HashSet<String> =
-            rows.into_iter().map(|(_, o)| o.blob_id).collect();
+        let parts: Vec<(String, model::Part)> =
+            scan_json(&*self.0.store, model::NS_PART, "", None, usize::MAX).map_err(internal)?;
+        let live: std::collections::HashSet<String> = rows
+            .into_iter()
+            .flat_map(|(_, o)| o.blobs().into_iter().map(|b| b.blob_id))
+            .chain(parts.into_iter().map(|(_, p)| p.blob_id))
+            .collect();
         self.0
             .blobs
             .sweep(&|id| live.contains(id))
@@ -745,6 +751,48 @@ impl S3 for CofferS3 {
         req: S3Request<ListObjectsInput>,
     ) -> S3Result<S3Response<ListObjectsOutput>> {
         objects::list_objects(&self.0, req).await
+    }
+
+    async fn create_multipart_upload(
+        &self,
+        req: S3Request<CreateMultipartUploadInput>,
+    ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
+        multipart::create(&self.0, req).await
+    }
+
+    async fn upload_part(
+        &self,
+        req: S3Request<UploadPartInput>,
+    ) -> S3Result<S3Response<UploadPartOutput>> {
+        multipart::upload_part(&self.0, req).await
+    }
+
+    async fn complete_multipart_upload(
+        &self,
+        req: S3Request<CompleteMultipartUploadInput>,
+    ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
+        multipart::complete(&self.0, req).await
+    }
+
+    async fn abort_multipart_upload(
+        &self,
+        req: S3Request<AbortMultipartUploadInput>,
+    ) -> S3Result<S3Response<AbortMultipartUploadOutput>> {
+        multipart::abort(&self.0, req).await
+    }
+
+    async fn list_parts(
+        &self,
+        req: S3Request<ListPartsInput>,
+    ) -> S3Result<S3Response<ListPartsOutput>> {
+        multipart::list_parts(&self.0, req).await
+    }
+
+    async fn list_multipart_uploads(
+        &self,
+        req: S3Request<ListMultipartUploadsInput>,
+    ) -> S3Result<S3Response<ListMultipartUploadsOutput>> {
+        multipart::list_uploads(&self.0, req).await
     }
 }
 

@@ -4,6 +4,10 @@ use serde::{Deserialize, Serialize};
 
 pub const NS_BUCKET: &str = "s3.bucket";
 pub const NS_OBJECT: &str = "s3.object";
+/// Multipart uploads in progress: `bucket/upload-id/key`.
+pub const NS_UPLOAD: &str = "s3.upload";
+/// Uploaded parts: `upload-id/part-number (5 digits)`.
+pub const NS_PART: &str = "s3.part";
 
 /// A bucket's default encryption, as configured (the KMS key identifier as given).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
@@ -29,8 +33,13 @@ pub struct Bucket {
 /// How an object's data key is kept.
 #[derive(Serialize, Deserialize, Clone, Debug)]
 pub enum Sse {
-    /// SSE-S3: the data key wrapped by the root key (base64), AAD `s3-sse-s3:<blob id>`.
-    S3 { wrapped_key: String },
+    /// SSE-S3: the data key wrapped by the root key (base64), AAD `s3-sse-s3:<id>` where id is
+    /// `aad_id` (multipart uploads) or else the object's blob id.
+    S3 {
+        wrapped_key: String,
+        #[serde(default)]
+        aad_id: Option<String>,
+    },
     /// SSE-KMS: the data key's KMS ciphertext (base64), with the KMS key ARN and the encryption
     /// context it is bound to (always including `aws:s3:arn`).
     Kms {
@@ -68,6 +77,73 @@ pub struct Object {
     /// Checksums given or computed at upload: (algorithm, base64 value).
     #[serde(default)]
     pub checksums: Vec<(String, String)>,
+    /// Multipart objects: the parts' blobs in order (then `blob_id` is empty).
+    #[serde(default)]
+    pub parts: Vec<PartBlob>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug)]
+pub struct PartBlob {
+    pub blob_id: String,
+    pub size: u64,
+}
+
+impl Object {
+    /// The blobs holding the body, in order, with their plaintext sizes.
+    pub fn blobs(&self) -> Vec<PartBlob> {
+        if self.parts.is_empty() {
+            vec![PartBlob {
+                blob_id: self.blob_id.clone(),
+                size: self.size,
+            }]
+        } else {
+            self.parts.clone()
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug)]
+pub struct Upload {
+    pub id: String,
+    pub bucket: String,
+    pub key: String,
+    pub initiated: i64,
+    pub initiator_arn: String,
+    pub sse: Sse,
+    #[serde(default)]
+    pub content_type: Option<String>,
+    #[serde(default)]
+    pub content_encoding: Option<String>,
+    #[serde(default)]
+    pub content_disposition: Option<String>,
+    #[serde(default)]
+    pub content_language: Option<String>,
+    #[serde(default)]
+    pub cache_control: Option<String>,
+    #[serde(default)]
+    pub metadata: Vec<(String, String)>,
+    #[serde(default)]
+    pub checksum_algorithm: Option<String>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug)]
+pub struct Part {
+    pub number: i32,
+    pub blob_id: String,
+    pub size: u64,
+    /// Quoted MD5 hex.
+    pub etag: String,
+    pub last_modified: i64,
+    #[serde(default)]
+    pub checksums: Vec<(String, String)>,
+}
+
+pub fn upload_key(bucket: &str, upload_id: &str, key: &str) -> String {
+    format!("{bucket}/{upload_id}/{key}")
+}
+
+pub fn part_key(upload_id: &str, number: i32) -> String {
+    format!("{upload_id}/{number:05}")
 }
 
 pub fn object_key(bucket: &str, key: &str) -> String {

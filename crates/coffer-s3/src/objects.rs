@@ -44,7 +44,7 @@ fn kms_error(e: ServiceError) -> S3Error {
     }
 }
 
-enum SseChoice {
+pub(crate) enum SseChoice {
     S3,
     Kms {
         key_id: String,
@@ -53,8 +53,17 @@ enum SseChoice {
     },
 }
 
-fn choose_sse(bucket: &Bucket, input: &PutObjectInput) -> S3Result<SseChoice> {
-    if input.sse_customer_algorithm.is_some() || input.sse_customer_key.is_some() {
+/// What a request says about encryption (PutObject, CreateMultipartUpload).
+pub(crate) struct SseRequest<'a> {
+    pub server_side_encryption: Option<&'a ServerSideEncryption>,
+    pub ssekms_key_id: Option<&'a String>,
+    pub bucket_key_enabled: Option<bool>,
+    pub ssekms_encryption_context: Option<&'a String>,
+    pub sse_c: bool,
+}
+
+pub(crate) fn choose_sse(bucket: &Bucket, input: &SseRequest<'_>) -> S3Result<SseChoice> {
+    if input.sse_c {
         return Err(s3_error!(
             NotImplemented,
             "SSE-C is not supported by Coffer yet."
@@ -67,13 +76,16 @@ fn choose_sse(bucket: &Bucket, input: &PutObjectInput) -> S3Result<SseChoice> {
     let (alg, key, bucket_key) = match requested.as_deref() {
         Some(a) => (
             a.to_string(),
-            input.ssekms_key_id.clone(),
+            input.ssekms_key_id.cloned(),
             input.bucket_key_enabled.unwrap_or(false),
         ),
         None => match &bucket.encryption {
             Some(e) => (
                 e.algorithm.clone(),
-                input.ssekms_key_id.clone().or_else(|| e.kms_key_id.clone()),
+                input
+                    .ssekms_key_id
+                    .cloned()
+                    .or_else(|| e.kms_key_id.clone()),
                 input.bucket_key_enabled.unwrap_or(e.bucket_key_enabled),
             ),
             None => ("AES256".to_string(), None, false),
@@ -93,7 +105,7 @@ fn choose_sse(bucket: &Bucket, input: &PutObjectInput) -> S3Result<SseChoice> {
             Some(key_id) => Ok(SseChoice::Kms {
                 key_id,
                 bucket_key,
-                client_context: input.ssekms_encryption_context.clone(),
+                client_context: input.ssekms_encryption_context.cloned(),
             }),
             None => Err(s3_error!(
                 NotImplemented,
@@ -127,41 +139,158 @@ fn sse_s3_aad(blob_id: &str) -> Vec<u8> {
     format!("s3-sse-s3:{blob_id}").into_bytes()
 }
 
-/// The checksum algorithms a PUT asks for (headers, trailer announcement, or SDK hint).
-fn wanted_checksums(
-    input: &PutObjectInput,
-    headers: &http::HeaderMap,
-) -> s3s::checksum::ChecksumHasher {
-    let mut h = s3s::checksum::ChecksumHasher::default();
-    let trailer = headers
-        .get("x-amz-trailer")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_ascii_lowercase();
-    let alg = input
-        .checksum_algorithm
-        .as_ref()
-        .map(|a| a.as_str().to_ascii_uppercase())
-        .unwrap_or_default();
-    if input.checksum_crc32.is_some()
-        || trailer.contains("crc32") && !trailer.contains("crc32c")
-        || alg == "CRC32"
+const CHECKSUM_ALGS: [(&str, &str); 5] = [
+    ("CRC32", "x-amz-checksum-crc32"),
+    ("CRC32C", "x-amz-checksum-crc32c"),
+    ("SHA1", "x-amz-checksum-sha1"),
+    ("SHA256", "x-amz-checksum-sha256"),
+    ("CRC64NVME", "x-amz-checksum-crc64nvme"),
+];
+
+/// A request body with what the client says about it.
+pub(crate) struct BodyIn {
+    pub body: Option<StreamingBlob>,
+    pub content_length: Option<i64>,
+    pub content_md5: Option<String>,
+    /// Checksum headers, in the order of `CHECKSUM_ALGS`.
+    pub provided: [Option<String>; 5],
+    /// `x-amz-sdk-checksum-algorithm` / `ChecksumAlgorithm`, upper case.
+    pub algorithm: Option<String>,
+    /// `x-amz-trailer`, lower case.
+    pub trailer: Option<String>,
+    pub trailers: Option<s3s::TrailingHeaders>,
+}
+
+pub(crate) struct Ingested {
+    pub size: u64,
+    pub md5: [u8; 16],
+    /// (algorithm, base64) for every checksum computed.
+    pub checksums: Vec<(String, String)>,
+}
+
+/// Streams a body through MD5, the checksums and the segment encryptor into blob `blob_id`,
+/// verifies length, Content-MD5 and checksums (headers or trailer), and makes the blob durable.
+/// On any error the blob is discarded. Memory: about one write batch.
+pub(crate) async fn ingest(
+    s: &Inner,
+    blob_id: &str,
+    data_key: &[u8],
+    mut b: BodyIn,
+) -> S3Result<Ingested> {
+    let wants = |i: usize| {
+        let (alg, header) = CHECKSUM_ALGS[i];
+        b.provided[i].is_some()
+            || b.algorithm.as_deref() == Some(alg)
+            || b.trailer.as_deref() == Some(header)
+    };
+    let mut sums = s3s::checksum::ChecksumHasher::default();
+    if wants(0) {
+        sums.crc32 = Some(Default::default());
+    }
+    if wants(1) {
+        sums.crc32c = Some(Default::default());
+    }
+    if wants(2) {
+        sums.sha1 = Some(Default::default());
+    }
+    if wants(3) {
+        sums.sha256 = Some(Default::default());
+    }
+    if wants(4) {
+        sums.crc64nvme = Some(Default::default());
+    }
+    let mut writer = s.blobs.create(blob_id).map_err(|e| s3e(internal(e)))?;
+    let mut enc = Encryptor::new(data_key, blob_id.as_bytes(), segment::DEFAULT_SEGMENT)
+        .map_err(|e| s3e(internal(e)))?;
+    let mut md5 = s3s::crypto::Md5::new();
+    let mut out = Vec::with_capacity(WRITE_BATCH + segment::DEFAULT_SEGMENT);
+    let mut size: u64 = 0;
+    if let Some(mut body) = b.body.take() {
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|e| {
+                let mut err = s3_error!(
+                    IncompleteBody,
+                    "The request body could not be read completely."
+                );
+                err.set_source(e);
+                err
+            })?;
+            size += chunk.len() as u64;
+            if size > MAX_PUT {
+                return Err(s3_error!(
+                    EntityTooLarge,
+                    "Your proposed upload exceeds the maximum allowed size"
+                ));
+            }
+            md5.update(&chunk);
+            sums.update(&chunk);
+            enc.push(&chunk, &mut out).map_err(|e| s3e(internal(e)))?;
+            if out.len() >= WRITE_BATCH {
+                writer.write_all(&out).map_err(|e| s3e(internal(e)))?;
+                out.clear();
+            }
+        }
+    }
+    enc.finish(&mut out).map_err(|e| s3e(internal(e)))?;
+    writer.write_all(&out).map_err(|e| s3e(internal(e)))?;
+    drop(out);
+    if let Some(len) = b.content_length
+        && len as u64 != size
     {
-        h.crc32 = Some(Default::default());
+        return Err(s3_error!(
+            IncompleteBody,
+            "You did not provide the number of bytes specified by the Content-Length HTTP header."
+        ));
     }
-    if input.checksum_crc32c.is_some() || trailer.contains("crc32c") || alg == "CRC32C" {
-        h.crc32c = Some(Default::default());
+    let digest = md5.finalize();
+    if let Some(given) = &b.content_md5
+        && B64.decode(given).ok().as_deref() != Some(&digest[..])
+    {
+        return Err(s3_error!(
+            BadDigest,
+            "The Content-MD5 you specified did not match what we received."
+        ));
     }
-    if input.checksum_sha1.is_some() || trailer.contains("sha1") || alg == "SHA1" {
-        h.sha1 = Some(Default::default());
+    // Checksums: from headers, or from the (verified) trailer once the body has ended.
+    let computed = sums.finalize();
+    let trailers = b.trailers.as_ref().and_then(|t| t.take());
+    let got = [
+        computed.checksum_crc32,
+        computed.checksum_crc32c,
+        computed.checksum_sha1,
+        computed.checksum_sha256,
+        computed.checksum_crc64nvme,
+    ];
+    let mut checksums = vec![];
+    for (i, (alg, header)) in CHECKSUM_ALGS.iter().enumerate() {
+        let provided = b.provided[i].clone().or_else(|| {
+            trailers
+                .as_ref()
+                .and_then(|h| h.get(*header))
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        });
+        match (provided, &got[i]) {
+            (Some(p), Some(g)) if &p != g => {
+                return Err(s3_error!(
+                    BadDigest,
+                    "The {alg} you specified did not match the calculated checksum."
+                ));
+            }
+            (_, Some(g)) => checksums.push((alg.to_string(), g.clone())),
+            _ => {}
+        }
     }
-    if input.checksum_sha256.is_some() || trailer.contains("sha256") || alg == "SHA256" {
-        h.sha256 = Some(Default::default());
-    }
-    if input.checksum_crc64nvme.is_some() || trailer.contains("crc64nvme") || alg == "CRC64NVME" {
-        h.crc64nvme = Some(Default::default());
-    }
-    h
+    // Durable before visible: fsync and rename the blob; the caller then commits the metadata.
+    tokio::task::spawn_blocking(move || writer.commit())
+        .await
+        .map_err(|e| s3e(internal(e)))?
+        .map_err(|e| s3e(internal(e)))?;
+    Ok(Ingested {
+        size,
+        md5: digest,
+        checksums,
+    })
 }
 
 pub(crate) async fn put_object(
@@ -182,7 +311,17 @@ pub(crate) async fn put_object(
             e.as_str().to_string(),
         ));
     }
-    let sse = choose_sse(&bucket, &req.input)?;
+    let sse = choose_sse(
+        &bucket,
+        &SseRequest {
+            server_side_encryption: req.input.server_side_encryption.as_ref(),
+            ssekms_key_id: req.input.ssekms_key_id.as_ref(),
+            bucket_key_enabled: req.input.bucket_key_enabled,
+            ssekms_encryption_context: req.input.ssekms_encryption_context.as_ref(),
+            sse_c: req.input.sse_customer_algorithm.is_some()
+                || req.input.sse_customer_key.is_some(),
+        },
+    )?;
     if let SseChoice::Kms { key_id, .. } = &sse
         && req.input.ssekms_key_id.is_some()
     {
@@ -215,162 +354,35 @@ pub(crate) async fn put_object(
     }
 
     let blob_id = uuid::Uuid::new_v4().simple().to_string();
-    let (data_key, stored_sse, kms_arn) = match &sse {
-        SseChoice::S3 => {
-            let mut dk = Zeroizing::new(vec![0u8; 32]);
-            coffer_crypto::random_fill(&mut dk).map_err(|e| s3e(internal(e)))?;
-            let wrapped = s
-                .root_key
-                .wrap(&sse_s3_aad(&blob_id), &dk)
-                .map_err(|e| s3e(internal(e)))?;
-            (
-                dk,
-                Sse::S3 {
-                    wrapped_key: B64.encode(wrapped),
-                },
-                None,
-            )
-        }
-        SseChoice::Kms {
-            key_id,
-            bucket_key,
-            client_context,
-        } => {
-            let mut ec = match client_context {
-                Some(c) => client_context_pairs(c)?,
-                None => vec![],
-            };
-            ec.retain(|(k, _)| k != "aws:s3:arn");
-            ec.push(("aws:s3:arn".to_string(), arn.clone()));
-            let dk = s
-                .keys
-                .generate_data_key(&via_s3(s, &ctx), key_id, &ec)
-                .map_err(kms_error)?;
-            let arn_of_key = dk.key_arn.clone();
-            (
-                dk.plaintext,
-                Sse::Kms {
-                    key_arn: dk.key_arn,
-                    ciphertext: B64.encode(&dk.ciphertext),
-                    context: ec,
-                    bucket_key_enabled: *bucket_key,
-                    client_context: client_context.clone(),
-                },
-                Some(arn_of_key),
-            )
-        }
+    let (data_key, stored_sse, kms_arn) = new_data_key(s, &ctx, &sse, &blob_id, &arn)?;
+    let body_in = BodyIn {
+        body: req.input.body.take(),
+        content_length: req.input.content_length,
+        content_md5: req.input.content_md5.clone(),
+        provided: [
+            req.input.checksum_crc32.clone(),
+            req.input.checksum_crc32c.clone(),
+            req.input.checksum_sha1.clone(),
+            req.input.checksum_sha256.clone(),
+            req.input.checksum_crc64nvme.clone(),
+        ],
+        algorithm: req
+            .input
+            .checksum_algorithm
+            .as_ref()
+            .map(|a| a.as_str().to_ascii_uppercase()),
+        trailer: req
+            .headers
+            .get("x-amz-trailer")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_ascii_lowercase),
+        trailers: req.trailing_headers.clone(),
     };
-
-    // Stream the body through MD5, the checksums and the encryptor into a new blob.
-    let mut writer = s.blobs.create(&blob_id).map_err(|e| s3e(internal(e)))?;
-    let mut enc = Encryptor::new(&data_key, blob_id.as_bytes(), segment::DEFAULT_SEGMENT)
-        .map_err(|e| s3e(internal(e)))?;
-    let mut md5 = s3s::crypto::Md5::new();
-    let mut sums = wanted_checksums(&req.input, &req.headers);
-    let mut out = Vec::with_capacity(WRITE_BATCH + segment::DEFAULT_SEGMENT);
-    let mut size: u64 = 0;
-    if let Some(mut body) = req.input.body.take() {
-        while let Some(chunk) = body.next().await {
-            let chunk = chunk.map_err(|e| {
-                let mut err = s3_error!(
-                    IncompleteBody,
-                    "The request body could not be read completely."
-                );
-                err.set_source(e);
-                err
-            })?;
-            size += chunk.len() as u64;
-            if size > MAX_PUT {
-                return Err(s3_error!(
-                    EntityTooLarge,
-                    "Your proposed upload exceeds the maximum allowed size"
-                ));
-            }
-            md5.update(&chunk);
-            sums.update(&chunk);
-            enc.push(&chunk, &mut out).map_err(|e| s3e(internal(e)))?;
-            if out.len() >= WRITE_BATCH {
-                writer.write_all(&out).map_err(|e| s3e(internal(e)))?;
-                out.clear();
-            }
-        }
-    }
-    enc.finish(&mut out).map_err(|e| s3e(internal(e)))?;
-    writer.write_all(&out).map_err(|e| s3e(internal(e)))?;
-    drop(out);
-    if let Some(len) = req.input.content_length
-        && len as u64 != size
-    {
-        return Err(s3_error!(
-            IncompleteBody,
-            "You did not provide the number of bytes specified by the Content-Length HTTP header."
-        ));
-    }
-    let digest = md5.finalize();
-    if let Some(given) = &req.input.content_md5
-        && B64.decode(given).ok().as_deref() != Some(&digest[..])
-    {
-        return Err(s3_error!(
-            BadDigest,
-            "The Content-MD5 you specified did not match what we received."
-        ));
-    }
-    // Checksums: from headers, or from the (verified) trailer once the body has ended.
-    let computed = sums.finalize();
-    let trailers = req.trailing_headers.as_ref().and_then(|t| t.take());
-    let given = |name: &str, header: &Option<String>| -> Option<String> {
-        header.clone().or_else(|| {
-            trailers
-                .as_ref()
-                .and_then(|h| h.get(name))
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string)
-        })
-    };
-    let mut checksums = vec![];
-    for (alg, provided, got) in [
-        (
-            "CRC32",
-            given("x-amz-checksum-crc32", &req.input.checksum_crc32),
-            &computed.checksum_crc32,
-        ),
-        (
-            "CRC32C",
-            given("x-amz-checksum-crc32c", &req.input.checksum_crc32c),
-            &computed.checksum_crc32c,
-        ),
-        (
-            "SHA1",
-            given("x-amz-checksum-sha1", &req.input.checksum_sha1),
-            &computed.checksum_sha1,
-        ),
-        (
-            "SHA256",
-            given("x-amz-checksum-sha256", &req.input.checksum_sha256),
-            &computed.checksum_sha256,
-        ),
-        (
-            "CRC64NVME",
-            given("x-amz-checksum-crc64nvme", &req.input.checksum_crc64nvme),
-            &computed.checksum_crc64nvme,
-        ),
-    ] {
-        match (provided, got) {
-            (Some(p), Some(g)) if &p != g => {
-                return Err(s3_error!(
-                    BadDigest,
-                    "The {alg} you specified did not match the calculated checksum."
-                ));
-            }
-            (_, Some(g)) => checksums.push((alg.to_string(), g.clone())),
-            _ => {}
-        }
-    }
-    // Durable before visible: fsync and rename the blob, then commit the metadata.
-    tokio::task::spawn_blocking(move || writer.commit())
-        .await
-        .map_err(|e| s3e(internal(e)))?
-        .map_err(|e| s3e(internal(e)))?;
+    let Ingested {
+        size,
+        md5: digest,
+        checksums,
+    } = ingest(s, &blob_id, &data_key, body_in).await?;
     let etag = match &stored_sse {
         Sse::S3 { .. } => format!("\"{}\"", hex::encode(digest)),
         // SSE-KMS ETags are not the MD5 of the data (as on AWS).
@@ -400,9 +412,10 @@ pub(crate) async fn put_object(
             .map(|m| m.into_iter().collect())
             .unwrap_or_default(),
         checksums: checksums.clone(),
+        parts: vec![],
     };
     let row = object_key(&bucket.name, &key);
-    let mut replaced: Option<String> = None;
+    let mut replaced: Option<Vec<crate::model::PartBlob>> = None;
     let committed = s.tx(|t| {
         if t.get(NS_BUCKET, &bucket.name).map_err(internal)?.is_none() {
             return Err(ServiceError::new(
@@ -413,15 +426,15 @@ pub(crate) async fn put_object(
         }
         replaced = get_json::<Object>(t, NS_OBJECT, &row)
             .map_err(internal)?
-            .map(|o| o.blob_id);
+            .map(|o| o.blobs());
         put_json(t, NS_OBJECT, &row, &obj).map_err(internal)
     });
     if let Err(e) = committed {
         let _ = s.blobs.delete(&blob_id);
         return Err(e);
     }
-    if let Some(old) = replaced {
-        let _ = s.blobs.delete(&old);
+    for old in replaced.into_iter().flatten() {
+        let _ = s.blobs.delete(&old.blob_id);
     }
     let mut o = PutObjectOutput {
         e_tag: Some(ETag::Strong(etag.trim_matches('"').to_string())),
@@ -454,7 +467,7 @@ pub(crate) async fn put_object(
     Ok(S3Response::new(o))
 }
 
-fn set_sse_out(
+pub(crate) fn set_sse_out(
     sse: &Sse,
     arn: Option<&str>,
     alg: &mut Option<ServerSideEncryption>,
@@ -558,13 +571,79 @@ fn check_conditions(
     Ok(())
 }
 
-/// The data key of an object, opened as the caller.
-fn data_key(s: &Inner, ctx: &RequestContext, o: &Object) -> S3Result<Zeroizing<Vec<u8>>> {
-    match &o.sse {
-        Sse::S3 { wrapped_key } => {
+/// A new data key for an object or upload: SSE-S3 (wrapped by the root key, AAD bound to
+/// `aad_id`) or SSE-KMS (from KMS as the caller, bound to the object's ARN).
+pub(crate) fn new_data_key(
+    s: &Inner,
+    ctx: &RequestContext,
+    sse: &SseChoice,
+    aad_id: &str,
+    object_arn: &str,
+) -> S3Result<(Zeroizing<Vec<u8>>, Sse, Option<String>)> {
+    match sse {
+        SseChoice::S3 => {
+            let mut dk = Zeroizing::new(vec![0u8; 32]);
+            coffer_crypto::random_fill(&mut dk).map_err(|e| s3e(internal(e)))?;
+            let wrapped = s
+                .root_key
+                .wrap(&sse_s3_aad(aad_id), &dk)
+                .map_err(|e| s3e(internal(e)))?;
+            Ok((
+                dk,
+                Sse::S3 {
+                    wrapped_key: B64.encode(wrapped),
+                    aad_id: Some(aad_id.to_string()),
+                },
+                None,
+            ))
+        }
+        SseChoice::Kms {
+            key_id,
+            bucket_key,
+            client_context,
+        } => {
+            let mut ec = match client_context {
+                Some(c) => client_context_pairs(c)?,
+                None => vec![],
+            };
+            ec.retain(|(k, _)| k != "aws:s3:arn");
+            ec.push(("aws:s3:arn".to_string(), object_arn.to_string()));
+            let dk = s
+                .keys
+                .generate_data_key(&via_s3(s, ctx), key_id, &ec)
+                .map_err(kms_error)?;
+            let arn = dk.key_arn.clone();
+            Ok((
+                dk.plaintext,
+                Sse::Kms {
+                    key_arn: dk.key_arn,
+                    ciphertext: B64.encode(&dk.ciphertext),
+                    context: ec,
+                    bucket_key_enabled: *bucket_key,
+                    client_context: client_context.clone(),
+                },
+                Some(arn),
+            ))
+        }
+    }
+}
+
+/// Opens a data key as the caller (`kms:Decrypt` for SSE-KMS). `blob_id` is the AAD id of
+/// SSE-S3 keys stored before `aad_id` existed.
+pub(crate) fn open_data_key(
+    s: &Inner,
+    ctx: &RequestContext,
+    sse: &Sse,
+    blob_id: &str,
+) -> S3Result<Zeroizing<Vec<u8>>> {
+    match sse {
+        Sse::S3 {
+            wrapped_key,
+            aad_id,
+        } => {
             let w = B64.decode(wrapped_key).map_err(|e| s3e(internal(e)))?;
             s.root_key
-                .unwrap(&sse_s3_aad(&o.blob_id), &w)
+                .unwrap(&sse_s3_aad(aad_id.as_deref().unwrap_or(blob_id)), &w)
                 .map_err(|e| s3e(internal(e)))
         }
         Sse::Kms {
@@ -602,7 +681,7 @@ pub(crate) async fn get_object(
             "GetObject with partNumber is not supported by Coffer yet."
         ));
     }
-    let dk = data_key(s, &ctx, &o)?;
+    let dk = open_data_key(s, &ctx, &o.sse, &o.blob_id)?;
     let range = match &i.range {
         None => None,
         Some(r) => Some(r.check(o.size).map_err(|_| {
@@ -681,8 +760,9 @@ pub(crate) async fn get_object(
 }
 
 /// Streams plaintext bytes `start..end` of an object: a blocking reader decrypts only the
-/// segments that cover the range and hands them over a bounded channel (memory: a few segments).
-/// A segment that fails authentication ends the stream with an error: never wrong bytes.
+/// segments (of the blobs, for multipart objects) that cover the range and hands them over a
+/// bounded channel (memory: a few segments). A segment that fails authentication ends the stream
+/// with an error: never wrong bytes.
 fn stream_plaintext(
     s: &Inner,
     o: &Object,
@@ -690,26 +770,36 @@ fn stream_plaintext(
     start: u64,
     end: u64,
 ) -> S3Result<StreamingBlob> {
-    let layout = Layout {
-        segment_size: o.segment_size,
-        plaintext_len: o.size,
-    };
-    let mut header = [0u8; segment::HEADER_LEN];
-    let mut f = s.blobs.open(&o.blob_id, 0).map_err(|e| s3e(internal(e)))?;
-    f.read_exact(&mut header).map_err(|e| s3e(internal(e)))?;
-    let dec = Decryptor::new(&dk, o.blob_id.as_bytes(), &header).map_err(|e| s3e(internal(e)))?;
-    drop(dk);
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
-    if start >= end {
-        drop(tx);
-    } else {
-        let segments = layout.segments_for(start, end - 1);
-        let first = *segments.start();
-        let mut f = s
+    // The blobs overlapping the range, with their decryptors and the range within each.
+    let mut plan = vec![];
+    let mut offset = 0u64;
+    for b in o.blobs() {
+        let (b_start, b_end) = (offset, offset + b.size);
+        offset = b_end;
+        if b_end <= start || b_start >= end || b.size == 0 {
+            continue;
+        }
+        let mut header = [0u8; segment::HEADER_LEN];
+        let mut f = s.blobs.open(&b.blob_id, 0).map_err(|e| s3e(internal(e)))?;
+        f.read_exact(&mut header).map_err(|e| s3e(internal(e)))?;
+        let dec =
+            Decryptor::new(&dk, b.blob_id.as_bytes(), &header).map_err(|e| s3e(internal(e)))?;
+        let layout = Layout {
+            segment_size: dec.segment_size(),
+            plaintext_len: b.size,
+        };
+        let (from, to) = (start.max(b_start) - b_start, end.min(b_end) - b_start);
+        let segments = layout.segments_for(from, to - 1);
+        let f = s
             .blobs
-            .open(&o.blob_id, layout.segment_offset(first))
+            .open(&b.blob_id, layout.segment_offset(*segments.start()))
             .map_err(|e| s3e(internal(e)))?;
-        tokio::task::spawn_blocking(move || {
+        plan.push((f, dec, layout, segments, from, to));
+    }
+    drop(dk);
+    tokio::task::spawn_blocking(move || {
+        for (mut f, dec, layout, segments, start, end) in plan {
             let seg = layout.segment_size as u64;
             let mut buf = vec![0u8; layout.segment_size + segment::TAG_LEN];
             for i in segments {
@@ -726,11 +816,11 @@ fn stream_plaintext(
                 });
                 let failed = item.is_err();
                 if tx.blocking_send(item).is_err() || failed {
-                    break;
+                    return;
                 }
             }
-        });
-    }
+        }
+    });
     let stream =
         futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|i| (i, rx)) });
     Ok(StreamingBlob::wrap(stream))
@@ -793,13 +883,13 @@ pub(crate) async fn delete_object(
     s.tx(|t| {
         removed = get_json::<Object>(t, NS_OBJECT, &row)
             .map_err(internal)?
-            .map(|o| o.blob_id);
+            .map(|o| o.blobs());
         t.delete(NS_OBJECT, &row).map_err(internal)?;
         Ok(())
     })?;
     // Metadata first, then the blob: a crash in between leaves an orphan the start sweep removes.
-    if let Some(b) = removed {
-        let _ = s.blobs.delete(&b);
+    for b in removed.into_iter().flatten() {
+        let _ = s.blobs.delete(&b.blob_id);
     }
     Ok(S3Response::with_status(
         DeleteObjectOutput::default(),

@@ -1,0 +1,552 @@
+//! Multipart uploads: every part is its own encrypted blob under the upload's data key;
+//! CompleteMultipartUpload makes an object of the chosen parts, atomically.
+
+use crate::model::{
+    NS_OBJECT, NS_PART, NS_UPLOAD, Object, Part, PartBlob, Upload, object_key, part_key, upload_key,
+};
+use crate::objects::{
+    BodyIn, Ingested, SseChoice, SseRequest, choose_sse, ingest, new_data_key, open_data_key,
+    set_sse_out,
+};
+use crate::{Inner, internal, principal_owner, s3e, timestamp};
+use coffer_core::ServiceError;
+use coffer_store::{get_json, put_json, scan_json};
+use s3s::dto::*;
+use s3s::{S3Request, S3Response, S3Result, s3_error};
+
+/// Every part but the last must be at least 5 MiB.
+const MIN_PART: u64 = 5 << 20;
+const MAX_PARTS: i32 = 10_000;
+
+fn no_such_upload() -> s3s::S3Error {
+    let mut e = s3_error!(
+        NoSuchUpload,
+        "The specified upload does not exist. The upload ID may be invalid, or the upload may have been aborted or completed."
+    );
+    e.set_status_code(http::StatusCode::NOT_FOUND);
+    e
+}
+
+fn object_arn(bucket: &str, key: &str) -> String {
+    format!("arn:aws:s3:::{bucket}/{key}")
+}
+
+fn load_upload(s: &Inner, bucket: &str, upload_id: &str, key: &str) -> S3Result<Upload> {
+    get_json::<Upload>(&*s.store, NS_UPLOAD, &upload_key(bucket, upload_id, key))
+        .map_err(|e| s3e(internal(e)))?
+        .ok_or_else(no_such_upload)
+}
+
+fn parts_of(s: &Inner, upload_id: &str) -> S3Result<Vec<Part>> {
+    let rows: Vec<(String, Part)> = scan_json(
+        &*s.store,
+        NS_PART,
+        &format!("{upload_id}/"),
+        None,
+        usize::MAX,
+    )
+    .map_err(|e| s3e(internal(e)))?;
+    Ok(rows.into_iter().map(|(_, p)| p).collect())
+}
+
+pub(crate) async fn create(
+    s: &Inner,
+    req: S3Request<CreateMultipartUploadInput>,
+) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
+    let ctx = s.context(&req)?;
+    let bucket = s.bucket(&req.input.bucket)?;
+    let i = &req.input;
+    let key = i.key.clone();
+    if key.is_empty() || key.len() > 1024 {
+        return Err(s3_error!(KeyTooLongError, "Your key is too long"));
+    }
+    let arn = object_arn(&bucket.name, &key);
+    let sse = choose_sse(
+        &bucket,
+        &SseRequest {
+            server_side_encryption: i.server_side_encryption.as_ref(),
+            ssekms_key_id: i.ssekms_key_id.as_ref(),
+            bucket_key_enabled: i.bucket_key_enabled,
+            ssekms_encryption_context: i.ssekms_encryption_context.as_ref(),
+            sse_c: i.sse_customer_algorithm.is_some() || i.sse_customer_key.is_some(),
+        },
+    )?;
+    let mut extra = vec![];
+    if let Some(e) = &i.server_side_encryption {
+        extra.push((
+            "s3:x-amz-server-side-encryption".to_string(),
+            e.as_str().to_string(),
+        ));
+    }
+    if let (SseChoice::Kms { key_id, .. }, Some(_)) = (&sse, &i.ssekms_key_id) {
+        extra.push((
+            "s3:x-amz-server-side-encryption-aws-kms-key-id".to_string(),
+            key_id.clone(),
+        ));
+    }
+    s.authorize(&ctx, "s3:PutObject", &arn, Some(&bucket), &extra)?;
+    let upload_id = uuid::Uuid::new_v4().simple().to_string();
+    let (_dk, stored, kms_arn) = new_data_key(s, &ctx, &sse, &upload_id, &arn)?;
+    let up = Upload {
+        id: upload_id.clone(),
+        bucket: bucket.name.clone(),
+        key: key.clone(),
+        initiated: s.now(),
+        initiator_arn: ctx.principal.arn.clone(),
+        sse: stored.clone(),
+        content_type: i.content_type.as_ref().map(|c| c.to_string()),
+        content_encoding: i.content_encoding.clone(),
+        content_disposition: i.content_disposition.clone(),
+        content_language: i.content_language.clone(),
+        cache_control: i.cache_control.clone(),
+        metadata: i
+            .metadata
+            .clone()
+            .map(|m| m.into_iter().collect())
+            .unwrap_or_default(),
+        checksum_algorithm: i
+            .checksum_algorithm
+            .as_ref()
+            .map(|a| a.as_str().to_ascii_uppercase()),
+    };
+    let k = upload_key(&bucket.name, &upload_id, &key);
+    s.tx(|t| put_json(t, NS_UPLOAD, &k, &up).map_err(internal))?;
+    let mut out = CreateMultipartUploadOutput {
+        bucket: Some(bucket.name.clone()),
+        key: Some(key),
+        upload_id: Some(upload_id),
+        checksum_algorithm: i.checksum_algorithm.clone(),
+        ..Default::default()
+    };
+    set_sse_out(
+        &stored,
+        kms_arn.as_deref(),
+        &mut out.server_side_encryption,
+        &mut out.ssekms_key_id,
+        &mut out.bucket_key_enabled,
+    );
+    Ok(S3Response::new(out))
+}
+
+pub(crate) async fn upload_part(
+    s: &Inner,
+    mut req: S3Request<UploadPartInput>,
+) -> S3Result<S3Response<UploadPartOutput>> {
+    let ctx = s.context(&req)?;
+    let bucket = s.bucket(&req.input.bucket)?;
+    let number = req.input.part_number;
+    if !(1..=MAX_PARTS).contains(&number) {
+        return Err(s3_error!(
+            InvalidArgument,
+            "Part number must be an integer between 1 and 10000, inclusive"
+        ));
+    }
+    let key = req.input.key.clone();
+    s.authorize(
+        &ctx,
+        "s3:PutObject",
+        &object_arn(&bucket.name, &key),
+        Some(&bucket),
+        &[],
+    )?;
+    let up = load_upload(s, &bucket.name, &req.input.upload_id, &key)?;
+    // kms:Decrypt as the caller, as AWS requires for UploadPart.
+    let dk = open_data_key(s, &ctx, &up.sse, &up.id)?;
+    let blob_id = uuid::Uuid::new_v4().simple().to_string();
+    let body = BodyIn {
+        body: req.input.body.take(),
+        content_length: req.input.content_length,
+        content_md5: req.input.content_md5.clone(),
+        provided: [
+            req.input.checksum_crc32.clone(),
+            req.input.checksum_crc32c.clone(),
+            req.input.checksum_sha1.clone(),
+            req.input.checksum_sha256.clone(),
+            req.input.checksum_crc64nvme.clone(),
+        ],
+        algorithm: req
+            .input
+            .checksum_algorithm
+            .as_ref()
+            .map(|a| a.as_str().to_ascii_uppercase())
+            .or(up.checksum_algorithm.clone()),
+        trailer: req
+            .headers
+            .get("x-amz-trailer")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_ascii_lowercase),
+        trailers: req.trailing_headers.clone(),
+    };
+    let Ingested {
+        size,
+        md5,
+        checksums,
+    } = ingest(s, &blob_id, &dk, body).await?;
+    drop(dk);
+    let part = Part {
+        number,
+        blob_id: blob_id.clone(),
+        size,
+        etag: format!("\"{}\"", hex::encode(md5)),
+        last_modified: s.now(),
+        checksums: checksums.clone(),
+    };
+    let pk = part_key(&up.id, number);
+    let uk = upload_key(&up.bucket, &up.id, &up.key);
+    let mut replaced = None;
+    let r = s.tx(|t| {
+        if t.get(NS_UPLOAD, &uk).map_err(internal)?.is_none() {
+            return Err(ServiceError::new("NoSuchUpload", 404, "The specified upload does not exist. The upload ID may be invalid, or the upload may have been aborted or completed."));
+        }
+        replaced = get_json::<Part>(t, NS_PART, &pk).map_err(internal)?.map(|p| p.blob_id);
+        put_json(t, NS_PART, &pk, &part).map_err(internal)
+    });
+    if let Err(e) = r {
+        let _ = s.blobs.delete(&blob_id);
+        return Err(e);
+    }
+    if let Some(old) = replaced {
+        let _ = s.blobs.delete(&old);
+    }
+    let mut out = UploadPartOutput {
+        e_tag: Some(ETag::Strong(hex::encode(md5))),
+        ..Default::default()
+    };
+    set_sse_out(
+        &up.sse,
+        None,
+        &mut out.server_side_encryption,
+        &mut out.ssekms_key_id,
+        &mut out.bucket_key_enabled,
+    );
+    for (alg, v) in checksums {
+        match alg.as_str() {
+            "CRC32" => out.checksum_crc32 = Some(v),
+            "CRC32C" => out.checksum_crc32c = Some(v),
+            "SHA1" => out.checksum_sha1 = Some(v),
+            "SHA256" => out.checksum_sha256 = Some(v),
+            _ => out.checksum_crc64nvme = Some(v),
+        }
+    }
+    Ok(S3Response::new(out))
+}
+
+pub(crate) async fn complete(
+    s: &Inner,
+    req: S3Request<CompleteMultipartUploadInput>,
+) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
+    let ctx = s.context(&req)?;
+    let bucket = s.bucket(&req.input.bucket)?;
+    let key = req.input.key.clone();
+    s.authorize(
+        &ctx,
+        "s3:PutObject",
+        &object_arn(&bucket.name, &key),
+        Some(&bucket),
+        &[],
+    )?;
+    let up = load_upload(s, &bucket.name, &req.input.upload_id, &key)?;
+    // kms:Decrypt as the caller, as AWS requires for CompleteMultipartUpload.
+    drop(open_data_key(s, &ctx, &up.sse, &up.id)?);
+    let requested = req
+        .input
+        .multipart_upload
+        .as_ref()
+        .and_then(|m| m.parts.clone())
+        .unwrap_or_default();
+    if requested.is_empty() {
+        return Err(s3_error!(
+            MalformedXML,
+            "The XML you provided was not well-formed or did not validate against our published schema"
+        ));
+    }
+    let stored = parts_of(s, &up.id)?;
+    let invalid = || {
+        s3_error!(
+            InvalidPart,
+            "One or more of the specified parts could not be found.  The part may not have been uploaded, or the specified entity tag may not match the part's entity tag."
+        )
+    };
+    let mut chosen: Vec<&Part> = vec![];
+    let mut last = 0;
+    for p in &requested {
+        let n = p.part_number.ok_or_else(invalid)?;
+        if n <= last {
+            return Err(s3_error!(
+                InvalidPartOrder,
+                "The list of parts was not in ascending order. Parts must be ordered by part number."
+            ));
+        }
+        last = n;
+        let part = stored.iter().find(|x| x.number == n).ok_or_else(invalid)?;
+        if let Some(tag) = &p.e_tag {
+            let given = match tag {
+                ETag::Strong(v) | ETag::Weak(v) => v.trim_matches('"'),
+            };
+            if given != part.etag.trim_matches('"') {
+                return Err(invalid());
+            }
+        }
+        chosen.push(part);
+    }
+    for p in &chosen[..chosen.len() - 1] {
+        if p.size < MIN_PART {
+            return Err(s3_error!(
+                EntityTooSmall,
+                "Your proposed upload is smaller than the minimum allowed size"
+            ));
+        }
+    }
+    // The multipart ETag: MD5 of the parts' MD5s, then "-N".
+    let mut md5 = <s3s::crypto::Md5 as s3s::crypto::Checksum>::new();
+    for p in &chosen {
+        let raw = hex::decode(p.etag.trim_matches('"')).map_err(|e| s3e(internal(e)))?;
+        s3s::crypto::Checksum::update(&mut md5, &raw);
+    }
+    let etag = format!(
+        "\"{}-{}\"",
+        hex::encode(s3s::crypto::Checksum::finalize(md5)),
+        chosen.len()
+    );
+    let obj = Object {
+        key: key.clone(),
+        size: chosen.iter().map(|p| p.size).sum(),
+        etag: etag.clone(),
+        last_modified: s.now(),
+        blob_id: String::new(),
+        segment_size: coffer_crypto::segment::DEFAULT_SEGMENT,
+        sse: up.sse.clone(),
+        content_type: up.content_type.clone(),
+        content_encoding: up.content_encoding.clone(),
+        content_disposition: up.content_disposition.clone(),
+        content_language: up.content_language.clone(),
+        cache_control: up.cache_control.clone(),
+        metadata: up.metadata.clone(),
+        checksums: vec![],
+        parts: chosen
+            .iter()
+            .map(|p| PartBlob {
+                blob_id: p.blob_id.clone(),
+                size: p.size,
+            })
+            .collect(),
+    };
+    let keep: std::collections::HashSet<&str> = chosen.iter().map(|p| p.blob_id.as_str()).collect();
+    let unused: Vec<String> = stored
+        .iter()
+        .filter(|p| !keep.contains(p.blob_id.as_str()))
+        .map(|p| p.blob_id.clone())
+        .collect();
+    let row = object_key(&bucket.name, &key);
+    let uk = upload_key(&up.bucket, &up.id, &up.key);
+    let part_keys: Vec<String> = stored.iter().map(|p| part_key(&up.id, p.number)).collect();
+    let mut replaced: Option<Vec<PartBlob>> = None;
+    s.tx(|t| {
+        if t.get(NS_UPLOAD, &uk).map_err(internal)?.is_none() {
+            return Err(ServiceError::new("NoSuchUpload", 404, "The specified upload does not exist. The upload ID may be invalid, or the upload may have been aborted or completed."));
+        }
+        replaced = get_json::<Object>(t, NS_OBJECT, &row).map_err(internal)?.map(|o| o.blobs());
+        put_json(t, NS_OBJECT, &row, &obj).map_err(internal)?;
+        t.delete(NS_UPLOAD, &uk).map_err(internal)?;
+        for k in &part_keys {
+            t.delete(NS_PART, k).map_err(internal)?;
+        }
+        Ok(())
+    })?;
+    for b in unused
+        .iter()
+        .cloned()
+        .chain(replaced.into_iter().flatten().map(|b| b.blob_id))
+    {
+        let _ = s.blobs.delete(&b);
+    }
+    let mut out = CompleteMultipartUploadOutput {
+        bucket: Some(bucket.name.clone()),
+        key: Some(key.clone()),
+        location: Some(format!("/{}/{}", bucket.name, key)),
+        e_tag: Some(ETag::Strong(etag.trim_matches('"').to_string())),
+        ..Default::default()
+    };
+    set_sse_out(
+        &up.sse,
+        None,
+        &mut out.server_side_encryption,
+        &mut out.ssekms_key_id,
+        &mut out.bucket_key_enabled,
+    );
+    Ok(S3Response::new(out))
+}
+
+pub(crate) async fn abort(
+    s: &Inner,
+    req: S3Request<AbortMultipartUploadInput>,
+) -> S3Result<S3Response<AbortMultipartUploadOutput>> {
+    let ctx = s.context(&req)?;
+    let bucket = s.bucket(&req.input.bucket)?;
+    let key = req.input.key.clone();
+    s.authorize(
+        &ctx,
+        "s3:AbortMultipartUpload",
+        &object_arn(&bucket.name, &key),
+        Some(&bucket),
+        &[],
+    )?;
+    let up = load_upload(s, &bucket.name, &req.input.upload_id, &key)?;
+    let parts = parts_of(s, &up.id)?;
+    let uk = upload_key(&up.bucket, &up.id, &up.key);
+    s.tx(|t| {
+        t.delete(NS_UPLOAD, &uk).map_err(internal)?;
+        for p in &parts {
+            t.delete(NS_PART, &part_key(&up.id, p.number))
+                .map_err(internal)?;
+        }
+        Ok(())
+    })?;
+    for p in parts {
+        let _ = s.blobs.delete(&p.blob_id);
+    }
+    Ok(S3Response::with_status(
+        AbortMultipartUploadOutput::default(),
+        http::StatusCode::NO_CONTENT,
+    ))
+}
+
+fn part_out(p: &Part) -> s3s::dto::Part {
+    let mut o = s3s::dto::Part {
+        part_number: Some(p.number),
+        size: Some(p.size as i64),
+        e_tag: Some(ETag::Strong(p.etag.trim_matches('"').to_string())),
+        last_modified: Some(timestamp(p.last_modified)),
+        ..Default::default()
+    };
+    for (alg, v) in &p.checksums {
+        match alg.as_str() {
+            "CRC32" => o.checksum_crc32 = Some(v.clone()),
+            "CRC32C" => o.checksum_crc32c = Some(v.clone()),
+            "SHA1" => o.checksum_sha1 = Some(v.clone()),
+            "SHA256" => o.checksum_sha256 = Some(v.clone()),
+            _ => o.checksum_crc64nvme = Some(v.clone()),
+        }
+    }
+    o
+}
+
+pub(crate) async fn list_parts(
+    s: &Inner,
+    req: S3Request<ListPartsInput>,
+) -> S3Result<S3Response<ListPartsOutput>> {
+    let ctx = s.context(&req)?;
+    let bucket = s.bucket(&req.input.bucket)?;
+    let key = req.input.key.clone();
+    s.authorize(
+        &ctx,
+        "s3:ListMultipartUploadParts",
+        &object_arn(&bucket.name, &key),
+        Some(&bucket),
+        &[],
+    )?;
+    let up = load_upload(s, &bucket.name, &req.input.upload_id, &key)?;
+    // kms:Decrypt as the caller, as AWS requires for ListParts.
+    drop(open_data_key(s, &ctx, &up.sse, &up.id)?);
+    let max = req.input.max_parts.unwrap_or(1000).clamp(0, 1000) as usize;
+    let marker: i32 = req.input.part_number_marker.unwrap_or(0);
+    let parts: Vec<Part> = parts_of(s, &up.id)?
+        .into_iter()
+        .filter(|p| p.number > marker)
+        .collect();
+    let truncated = parts.len() > max;
+    let page = &parts[..parts.len().min(max)];
+    let owner = Some(principal_owner(&ctx.principal));
+    Ok(S3Response::new(ListPartsOutput {
+        bucket: Some(bucket.name.clone()),
+        key: Some(key),
+        upload_id: Some(up.id.clone()),
+        parts: Some(page.iter().map(part_out).collect()),
+        is_truncated: Some(truncated),
+        max_parts: Some(max as i32),
+        part_number_marker: req.input.part_number_marker,
+        next_part_number_marker: page.last().filter(|_| truncated).map(|p| p.number),
+        owner: owner.clone(),
+        initiator: Some(Initiator {
+            id: Some(up.initiator_arn.clone()),
+            display_name: None,
+        }),
+        storage_class: Some(StorageClass::from("STANDARD".to_string())),
+        checksum_algorithm: up.checksum_algorithm.clone().map(ChecksumAlgorithm::from),
+        ..Default::default()
+    }))
+}
+
+pub(crate) async fn list_uploads(
+    s: &Inner,
+    req: S3Request<ListMultipartUploadsInput>,
+) -> S3Result<S3Response<ListMultipartUploadsOutput>> {
+    let ctx = s.context(&req)?;
+    let bucket = s.bucket(&req.input.bucket)?;
+    s.authorize(
+        &ctx,
+        "s3:ListBucketMultipartUploads",
+        &format!("arn:aws:s3:::{}", bucket.name),
+        Some(&bucket),
+        &[],
+    )?;
+    let prefix = req.input.prefix.clone().unwrap_or_default();
+    let max = req.input.max_uploads.unwrap_or(1000).clamp(0, 1000) as usize;
+    let rows: Vec<(String, Upload)> = scan_json(
+        &*s.store,
+        NS_UPLOAD,
+        &format!("{}/", bucket.name),
+        None,
+        usize::MAX,
+    )
+    .map_err(|e| s3e(internal(e)))?;
+    let mut ups: Vec<Upload> = rows
+        .into_iter()
+        .map(|(_, u)| u)
+        .filter(|u| u.key.starts_with(&prefix))
+        .collect();
+    ups.sort_by(|a, b| {
+        (a.key.as_str(), a.initiated, a.id.as_str()).cmp(&(
+            b.key.as_str(),
+            b.initiated,
+            b.id.as_str(),
+        ))
+    });
+    if let Some(km) = &req.input.key_marker {
+        let um = req.input.upload_id_marker.clone().unwrap_or_default();
+        ups.retain(|u| {
+            u.key.as_str() > km.as_str()
+                || (u.key == *km && !um.is_empty() && u.id.as_str() > um.as_str())
+        });
+    }
+    let truncated = ups.len() > max;
+    let page = &ups[..ups.len().min(max)];
+    let owner = Some(principal_owner(&ctx.principal));
+    Ok(S3Response::new(ListMultipartUploadsOutput {
+        bucket: Some(bucket.name.clone()),
+        prefix: req.input.prefix.clone(),
+        max_uploads: Some(max as i32),
+        is_truncated: Some(truncated),
+        key_marker: req.input.key_marker.clone(),
+        upload_id_marker: req.input.upload_id_marker.clone(),
+        next_key_marker: page.last().filter(|_| truncated).map(|u| u.key.clone()),
+        next_upload_id_marker: page.last().filter(|_| truncated).map(|u| u.id.clone()),
+        uploads: Some(
+            page.iter()
+                .map(|u| MultipartUpload {
+                    key: Some(u.key.clone()),
+                    upload_id: Some(u.id.clone()),
+                    initiated: Some(timestamp(u.initiated)),
+                    initiator: Some(Initiator {
+                        id: Some(u.initiator_arn.clone()),
+                        display_name: None,
+                    }),
+                    owner: owner.clone(),
+                    storage_class: Some(StorageClass::from("STANDARD".to_string())),
+                    ..Default::default()
+                })
+                .collect(),
+        ),
+        ..Default::default()
+    }))
+}
