@@ -363,7 +363,7 @@ def test_unimplemented_s3_operations_say_so(server):
     # a fresh client (connection pool) per call: see test_early_response_announces_connection_close
     calls = [
         lambda s3: s3.get_bucket_tagging(Bucket="e2e-bucket"),
-        lambda s3: s3.create_multipart_upload(Bucket="e2e-bucket", Key="k"),
+        lambda s3: s3.get_bucket_lifecycle_configuration(Bucket="e2e-bucket"),
         lambda s3: s3.get_object_tagging(Bucket="e2e-bucket", Key="k"),
     ]
     for call in calls:

@@ -5,8 +5,8 @@ use crate::model::{
     NS_OBJECT, NS_PART, NS_UPLOAD, Object, Part, PartBlob, Upload, object_key, part_key, upload_key,
 };
 use crate::objects::{
-    BodyIn, Ingested, SseChoice, SseRequest, choose_sse, ingest, new_data_key, open_data_key,
-    set_sse_out,
+    BodyIn, Ingested, SseChoice, SseRequest, check_conditions, choose_sse, ingest, new_data_key,
+    open_data_key, readable, set_sse_out, stream_plaintext,
 };
 use crate::{Inner, internal, principal_owner, s3e, timestamp};
 use coffer_core::ServiceError;
@@ -183,31 +183,7 @@ pub(crate) async fn upload_part(
         checksums,
     } = ingest(s, &blob_id, &dk, body).await?;
     drop(dk);
-    let part = Part {
-        number,
-        blob_id: blob_id.clone(),
-        size,
-        etag: format!("\"{}\"", hex::encode(md5)),
-        last_modified: s.now(),
-        checksums: checksums.clone(),
-    };
-    let pk = part_key(&up.id, number);
-    let uk = upload_key(&up.bucket, &up.id, &up.key);
-    let mut replaced = None;
-    let r = s.tx(|t| {
-        if t.get(NS_UPLOAD, &uk).map_err(internal)?.is_none() {
-            return Err(ServiceError::new("NoSuchUpload", 404, "The specified upload does not exist. The upload ID may be invalid, or the upload may have been aborted or completed."));
-        }
-        replaced = get_json::<Part>(t, NS_PART, &pk).map_err(internal)?.map(|p| p.blob_id);
-        put_json(t, NS_PART, &pk, &part).map_err(internal)
-    });
-    if let Err(e) = r {
-        let _ = s.blobs.delete(&blob_id);
-        return Err(e);
-    }
-    if let Some(old) = replaced {
-        let _ = s.blobs.delete(&old);
-    }
+    store_part(s, &up, number, &blob_id, size, &md5, &checksums)?;
     let mut out = UploadPartOutput {
         e_tag: Some(ETag::Strong(hex::encode(md5))),
         ..Default::default()
@@ -228,6 +204,166 @@ pub(crate) async fn upload_part(
             _ => out.checksum_crc64nvme = Some(v),
         }
     }
+    Ok(S3Response::new(out))
+}
+
+/// Records part `number` of an upload (replacing an earlier upload of that number, whose blob
+/// is then deleted). On failure the new blob is deleted.
+fn store_part(
+    s: &Inner,
+    up: &Upload,
+    number: i32,
+    blob_id: &str,
+    size: u64,
+    md5: &[u8; 16],
+    checksums: &[(String, String)],
+) -> S3Result<()> {
+    let part = Part {
+        number,
+        blob_id: blob_id.to_string(),
+        size,
+        etag: format!("\"{}\"", hex::encode(md5)),
+        last_modified: s.now(),
+        checksums: checksums.to_vec(),
+    };
+    let pk = part_key(&up.id, number);
+    let uk = upload_key(&up.bucket, &up.id, &up.key);
+    let mut replaced = None;
+    let r = s.tx(|t| {
+        if t.get(NS_UPLOAD, &uk).map_err(internal)?.is_none() {
+            return Err(ServiceError::new(
+                "NoSuchUpload",
+                404,
+                "The specified upload does not exist. The upload ID may be invalid, or the upload may have been aborted or completed.",
+            ));
+        }
+        replaced = get_json::<Part>(t, NS_PART, &pk).map_err(internal)?.map(|p| p.blob_id);
+        put_json(t, NS_PART, &pk, &part).map_err(internal)
+    });
+    if let Err(e) = r {
+        let _ = s.blobs.delete(blob_id);
+        return Err(e);
+    }
+    if let Some(old) = replaced {
+        let _ = s.blobs.delete(&old);
+    }
+    Ok(())
+}
+
+pub(crate) async fn upload_part_copy(
+    s: &Inner,
+    req: S3Request<UploadPartCopyInput>,
+) -> S3Result<S3Response<UploadPartCopyOutput>> {
+    let ctx = s.context(&req)?;
+    let i = &req.input;
+    let bucket = s.bucket(&i.bucket)?;
+    let number = i.part_number;
+    if !(1..=MAX_PARTS).contains(&number) {
+        return Err(s3_error!(
+            InvalidArgument,
+            "Part number must be an integer between 1 and 10000, inclusive"
+        ));
+    }
+    let CopySource::Bucket {
+        bucket: src_bucket,
+        key: src_key,
+        version_id,
+    } = &i.copy_source
+    else {
+        return Err(s3_error!(
+            NotImplemented,
+            "Copying from an access point is not supported by Coffer yet."
+        ));
+    };
+    if version_id.is_some() || i.copy_source_sse_customer_algorithm.is_some() {
+        return Err(s3_error!(
+            NotImplemented,
+            "Versioned and SSE-C copy sources are not supported by Coffer yet."
+        ));
+    }
+    s.authorize(
+        &ctx,
+        "s3:PutObject",
+        &object_arn(&bucket.name, &i.key),
+        Some(&bucket),
+        &[],
+    )?;
+    let up = load_upload(s, &bucket.name, &i.upload_id, &i.key)?;
+    let sb = s.bucket(src_bucket)?;
+    let src = readable(s, &ctx, &sb, src_key)?;
+    check_conditions(
+        &src,
+        i.copy_source_if_match.as_ref(),
+        i.copy_source_if_none_match.as_ref(),
+        i.copy_source_if_modified_since.as_ref(),
+        i.copy_source_if_unmodified_since.as_ref(),
+    )
+    .map_err(|mut e| {
+        e.set_status_code(http::StatusCode::PRECONDITION_FAILED);
+        e
+    })?;
+    let (start, end) = match &i.copy_source_range {
+        None => (0, src.size),
+        Some(r) => {
+            let bad = || {
+                s3_error!(
+                    InvalidArgument,
+                    "The x-amz-copy-source-range value must be of the form bytes=first-last where first and last are the zero-based offsets of the first and last bytes to copy"
+                )
+            };
+            let (a, b) = r
+                .strip_prefix("bytes=")
+                .and_then(|x| x.split_once('-'))
+                .ok_or_else(bad)?;
+            let (a, b): (u64, u64) = (a.parse().map_err(|_| bad())?, b.parse().map_err(|_| bad())?);
+            if a > b || b >= src.size {
+                let mut e = s3_error!(InvalidRange, "The requested range is not satisfiable");
+                e.set_status_code(http::StatusCode::RANGE_NOT_SATISFIABLE);
+                return Err(e);
+            }
+            (a, b + 1)
+        }
+    };
+    let src_dk = open_data_key(s, &ctx, &src.sse, &src.blob_id)?;
+    let dk = open_data_key(s, &ctx, &up.sse, &up.id)?;
+    let body = stream_plaintext(s, &src, src_dk, start, end)?;
+    let blob_id = uuid::Uuid::new_v4().simple().to_string();
+    let Ingested {
+        size,
+        md5,
+        checksums,
+    } = ingest(
+        s,
+        &blob_id,
+        &dk,
+        BodyIn {
+            body: Some(body),
+            content_length: Some((end - start) as i64),
+            content_md5: None,
+            provided: Default::default(),
+            algorithm: up.checksum_algorithm.clone(),
+            trailer: None,
+            trailers: None,
+        },
+    )
+    .await?;
+    drop(dk);
+    store_part(s, &up, number, &blob_id, size, &md5, &checksums)?;
+    let mut out = UploadPartCopyOutput {
+        copy_part_result: Some(CopyPartResult {
+            e_tag: Some(ETag::Strong(hex::encode(md5))),
+            last_modified: Some(timestamp(s.now())),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    set_sse_out(
+        &up.sse,
+        None,
+        &mut out.server_side_encryption,
+        &mut out.ssekms_key_id,
+        &mut out.bucket_key_enabled,
+    );
     Ok(S3Response::new(out))
 }
 

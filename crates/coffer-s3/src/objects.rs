@@ -383,15 +383,7 @@ pub(crate) async fn put_object(
         md5: digest,
         checksums,
     } = ingest(s, &blob_id, &data_key, body_in).await?;
-    let etag = match &stored_sse {
-        Sse::S3 { .. } => format!("\"{}\"", hex::encode(digest)),
-        // SSE-KMS ETags are not the MD5 of the data (as on AWS).
-        Sse::Kms { .. } => format!(
-            "\"{}\"",
-            &coffer_crypto::sha256_hex(format!("{blob_id}:{}", hex::encode(digest)).as_bytes())
-                [..32]
-        ),
-    };
+    let etag = single_etag(&stored_sse, &blob_id, &digest);
     let obj = Object {
         key: key.clone(),
         size,
@@ -414,28 +406,7 @@ pub(crate) async fn put_object(
         checksums: checksums.clone(),
         parts: vec![],
     };
-    let row = object_key(&bucket.name, &key);
-    let mut replaced: Option<Vec<crate::model::PartBlob>> = None;
-    let committed = s.tx(|t| {
-        if t.get(NS_BUCKET, &bucket.name).map_err(internal)?.is_none() {
-            return Err(ServiceError::new(
-                "NoSuchBucket",
-                404,
-                "The specified bucket does not exist",
-            ));
-        }
-        replaced = get_json::<Object>(t, NS_OBJECT, &row)
-            .map_err(internal)?
-            .map(|o| o.blobs());
-        put_json(t, NS_OBJECT, &row, &obj).map_err(internal)
-    });
-    if let Err(e) = committed {
-        let _ = s.blobs.delete(&blob_id);
-        return Err(e);
-    }
-    for old in replaced.into_iter().flatten() {
-        let _ = s.blobs.delete(&old.blob_id);
-    }
+    commit_object(s, &bucket.name, &obj)?;
     let mut o = PutObjectOutput {
         e_tag: Some(ETag::Strong(etag.trim_matches('"').to_string())),
         size: Some(size as i64),
@@ -465,6 +436,271 @@ pub(crate) async fn put_object(
         }
     }
     Ok(S3Response::new(o))
+}
+
+/// The ETag of a single-blob object: the MD5 for SSE-S3; for SSE-KMS not the MD5 (as AWS).
+fn single_etag(sse: &Sse, blob_id: &str, md5: &[u8; 16]) -> String {
+    match sse {
+        Sse::S3 { .. } => format!("\"{}\"", hex::encode(md5)),
+        Sse::Kms { .. } => format!(
+            "\"{}\"",
+            &coffer_crypto::sha256_hex(format!("{blob_id}:{}", hex::encode(md5)).as_bytes())[..32]
+        ),
+    }
+}
+
+/// Makes `obj` (whose blob is durable) the bucket's object under its key, atomically; the blobs
+/// of the object it replaces are deleted after the commit. On failure the new blob is deleted.
+fn commit_object(s: &Inner, bucket: &str, obj: &Object) -> S3Result<()> {
+    let row = object_key(bucket, &obj.key);
+    let mut replaced: Option<Vec<crate::model::PartBlob>> = None;
+    let committed = s.tx(|t| {
+        if t.get(NS_BUCKET, bucket).map_err(internal)?.is_none() {
+            return Err(ServiceError::new(
+                "NoSuchBucket",
+                404,
+                "The specified bucket does not exist",
+            ));
+        }
+        replaced = get_json::<Object>(t, NS_OBJECT, &row)
+            .map_err(internal)?
+            .map(|o| o.blobs());
+        put_json(t, NS_OBJECT, &row, obj).map_err(internal)
+    });
+    if let Err(e) = committed {
+        for b in obj.blobs() {
+            let _ = s.blobs.delete(&b.blob_id);
+        }
+        return Err(e);
+    }
+    for old in replaced.into_iter().flatten() {
+        let _ = s.blobs.delete(&old.blob_id);
+    }
+    Ok(())
+}
+
+pub(crate) async fn delete_objects(
+    s: &Inner,
+    req: S3Request<DeleteObjectsInput>,
+) -> S3Result<S3Response<DeleteObjectsOutput>> {
+    let ctx = s.context(&req)?;
+    let bucket = s.bucket(&req.input.bucket)?;
+    let objects = &req.input.delete.objects;
+    if objects.len() > 1000 {
+        return Err(s3_error!(
+            MalformedXML,
+            "The XML you provided was not well-formed or did not validate against our published schema"
+        ));
+    }
+    let quiet = req.input.delete.quiet.unwrap_or(false);
+    let (mut deleted, mut errors) = (vec![], vec![]);
+    for id in objects {
+        if id.version_id.is_some() {
+            errors.push(s3s::dto::Error {
+                key: Some(id.key.clone()),
+                code: Some("NotImplemented".into()),
+                message: Some("Versioning is not supported by Coffer yet.".into()),
+                ..Default::default()
+            });
+            continue;
+        }
+        let arn = object_arn(&bucket.name, &id.key);
+        if let Err(e) = s.authorize(&ctx, "s3:DeleteObject", &arn, Some(&bucket), &[]) {
+            errors.push(s3s::dto::Error {
+                key: Some(id.key.clone()),
+                code: Some("AccessDenied".into()),
+                message: e.message().map(str::to_string),
+                ..Default::default()
+            });
+            continue;
+        }
+        let row = object_key(&bucket.name, &id.key);
+        let mut removed = None;
+        s.tx(|t| {
+            removed = get_json::<Object>(t, NS_OBJECT, &row)
+                .map_err(internal)?
+                .map(|o| o.blobs());
+            t.delete(NS_OBJECT, &row).map_err(internal)?;
+            Ok(())
+        })?;
+        for b in removed.into_iter().flatten() {
+            let _ = s.blobs.delete(&b.blob_id);
+        }
+        if !quiet {
+            deleted.push(DeletedObject {
+                key: Some(id.key.clone()),
+                ..Default::default()
+            });
+        }
+    }
+    Ok(S3Response::new(DeleteObjectsOutput {
+        deleted: Some(deleted),
+        errors: (!errors.is_empty()).then_some(errors),
+        ..Default::default()
+    }))
+}
+
+pub(crate) async fn copy_object(
+    s: &Inner,
+    req: S3Request<CopyObjectInput>,
+) -> S3Result<S3Response<CopyObjectOutput>> {
+    let ctx = s.context(&req)?;
+    let i = &req.input;
+    let CopySource::Bucket {
+        bucket: src_bucket,
+        key: src_key,
+        version_id,
+    } = &i.copy_source
+    else {
+        return Err(s3_error!(
+            NotImplemented,
+            "Copying from an access point is not supported by Coffer yet."
+        ));
+    };
+    if version_id.is_some() {
+        return Err(s3_error!(
+            NotImplemented,
+            "Versioning is not supported by Coffer yet."
+        ));
+    }
+    if i.copy_source_sse_customer_algorithm.is_some() {
+        return Err(s3_error!(
+            NotImplemented,
+            "SSE-C is not supported by Coffer yet."
+        ));
+    }
+    let sb = s.bucket(src_bucket)?;
+    let src = readable(s, &ctx, &sb, src_key)?;
+    check_conditions(
+        &src,
+        i.copy_source_if_match.as_ref(),
+        i.copy_source_if_none_match.as_ref(),
+        i.copy_source_if_modified_since.as_ref(),
+        i.copy_source_if_unmodified_since.as_ref(),
+    )
+    .map_err(|e| {
+        // A copy whose source condition fails is 412, whichever condition it was.
+        let mut e = e;
+        e.set_status_code(http::StatusCode::PRECONDITION_FAILED);
+        e
+    })?;
+    let bucket = s.bucket(&i.bucket)?;
+    let key = i.key.clone();
+    let arn = object_arn(&bucket.name, &key);
+    let sse = choose_sse(
+        &bucket,
+        &SseRequest {
+            server_side_encryption: i.server_side_encryption.as_ref(),
+            ssekms_key_id: i.ssekms_key_id.as_ref(),
+            bucket_key_enabled: i.bucket_key_enabled,
+            ssekms_encryption_context: i.ssekms_encryption_context.as_ref(),
+            sse_c: i.sse_customer_algorithm.is_some() || i.sse_customer_key.is_some(),
+        },
+    )?;
+    let mut extra = vec![];
+    if let Some(e) = &i.server_side_encryption {
+        extra.push((
+            "s3:x-amz-server-side-encryption".to_string(),
+            e.as_str().to_string(),
+        ));
+    }
+    s.authorize(&ctx, "s3:PutObject", &arn, Some(&bucket), &extra)?;
+    let replace = i
+        .metadata_directive
+        .as_ref()
+        .is_some_and(|d| d.as_str() == "REPLACE");
+    if sb.name == bucket.name
+        && **src_key == *key
+        && !replace
+        && i.server_side_encryption.is_none()
+        && i.ssekms_key_id.is_none()
+    {
+        return Err(s3_error!(
+            InvalidRequest,
+            "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes."
+        ));
+    }
+    // Decrypt the source as the caller (kms:Decrypt), encrypt the copy (kms:GenerateDataKey).
+    let src_dk = open_data_key(s, &ctx, &src.sse, &src.blob_id)?;
+    let blob_id = uuid::Uuid::new_v4().simple().to_string();
+    let (dk, stored_sse, kms_arn) = new_data_key(s, &ctx, &sse, &blob_id, &arn)?;
+    let body = stream_plaintext(s, &src, src_dk, 0, src.size)?;
+    let ingested = ingest(
+        s,
+        &blob_id,
+        &dk,
+        BodyIn {
+            body: Some(body),
+            content_length: Some(src.size as i64),
+            content_md5: None,
+            provided: Default::default(),
+            algorithm: i
+                .checksum_algorithm
+                .as_ref()
+                .map(|a| a.as_str().to_ascii_uppercase()),
+            trailer: None,
+            trailers: None,
+        },
+    )
+    .await?;
+    drop(dk);
+    let etag = single_etag(&stored_sse, &blob_id, &ingested.md5);
+    let (ct, ce, cd, cl, cc, md) = if replace {
+        (
+            i.content_type.as_ref().map(|c| c.to_string()),
+            i.content_encoding.clone(),
+            i.content_disposition.clone(),
+            i.content_language.clone(),
+            i.cache_control.clone(),
+            i.metadata
+                .clone()
+                .map(|m| m.into_iter().collect())
+                .unwrap_or_default(),
+        )
+    } else {
+        (
+            src.content_type.clone(),
+            src.content_encoding.clone(),
+            src.content_disposition.clone(),
+            src.content_language.clone(),
+            src.cache_control.clone(),
+            src.metadata.clone(),
+        )
+    };
+    let obj = Object {
+        key: key.clone(),
+        size: ingested.size,
+        etag: etag.clone(),
+        last_modified: s.now(),
+        blob_id: blob_id.clone(),
+        segment_size: segment::DEFAULT_SEGMENT,
+        sse: stored_sse.clone(),
+        content_type: ct,
+        content_encoding: ce,
+        content_disposition: cd,
+        content_language: cl,
+        cache_control: cc,
+        metadata: md,
+        checksums: ingested.checksums,
+        parts: vec![],
+    };
+    commit_object(s, &bucket.name, &obj)?;
+    let mut out = CopyObjectOutput {
+        copy_object_result: Some(CopyObjectResult {
+            e_tag: Some(ETag::Strong(etag.trim_matches('"').to_string())),
+            last_modified: Some(timestamp(obj.last_modified)),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    set_sse_out(
+        &stored_sse,
+        kms_arn.as_deref(),
+        &mut out.server_side_encryption,
+        &mut out.ssekms_key_id,
+        &mut out.bucket_key_enabled,
+    );
+    Ok(S3Response::new(out))
 }
 
 pub(crate) fn set_sse_out(
@@ -498,7 +734,12 @@ pub(crate) fn set_sse_out(
 
 /// Loads an object the caller may read: `s3:GetObject` first; a missing key is `NoSuchKey` only
 /// for callers that may list the bucket, else `AccessDenied` (as AWS).
-fn readable(s: &Inner, ctx: &RequestContext, bucket: &Bucket, key: &str) -> S3Result<Object> {
+pub(crate) fn readable(
+    s: &Inner,
+    ctx: &RequestContext,
+    bucket: &Bucket,
+    key: &str,
+) -> S3Result<Object> {
     let arn = object_arn(&bucket.name, key);
     s.authorize(ctx, "s3:GetObject", &arn, Some(bucket), &[])?;
     match get_json::<Object>(&*s.store, NS_OBJECT, &object_key(&bucket.name, key))
@@ -522,7 +763,7 @@ fn readable(s: &Inner, ctx: &RequestContext, bucket: &Bucket, key: &str) -> S3Re
 }
 
 /// Conditional request headers (RFC 9110 as S3 applies them).
-fn check_conditions(
+pub(crate) fn check_conditions(
     o: &Object,
     if_match: Option<&ETagCondition>,
     if_none_match: Option<&ETagCondition>,
@@ -763,7 +1004,7 @@ pub(crate) async fn get_object(
 /// segments (of the blobs, for multipart objects) that cover the range and hands them over a
 /// bounded channel (memory: a few segments). A segment that fails authentication ends the stream
 /// with an error: never wrong bytes.
-fn stream_plaintext(
+pub(crate) fn stream_plaintext(
     s: &Inner,
     o: &Object,
     dk: Zeroizing<Vec<u8>>,
