@@ -320,6 +320,7 @@ def make_client(
     region: str = REGION,
     validate: bool = True,
     verify: Any = False,
+    signature_version: str | None = None,
 ):
     cfg = botocore.config.Config(
         retries={"mode": "standard", "total_max_attempts": 1},
@@ -327,6 +328,8 @@ def make_client(
         connect_timeout=5,
         read_timeout=30,
         s3={"addressing_style": "path"},
+        # e.g. "s3v4": botocore presigns S3 URLs with SigV2 unless told otherwise
+        **({"signature_version": signature_version} if signature_version else {}),
     )
     return _boto_session().client(
         service,
