@@ -3,8 +3,7 @@
 //! generator's own.
 
 use coffer_sigv4::{Flavor, Secret};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -25,66 +24,6 @@ pub struct BenchArgs {
     /// Operations to measure (comma-separated): encrypt, decrypt, generate-data-key.
     #[arg(long, default_value = "encrypt,decrypt,generate-data-key")]
     ops: String,
-}
-
-struct Server {
-    child: Child,
-    addr: String,
-    _dir: TempDir,
-}
-
-/// A temporary directory removed on drop (std only).
-struct TempDir(std::path::PathBuf);
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_server() -> Result<Server, String> {
-    let dir = std::env::temp_dir().join(format!("coffer-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-    let dir = TempDir(dir);
-    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-    let mut child = Command::new(exe)
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(&dir.0)
-        .env("COFFER_ACCOUNT_ID", "123456789012")
-        .env("COFFER_ROOT_ACCESS_KEY_ID", KEY_ID)
-        .env("COFFER_ROOT_SECRET_ACCESS_KEY", SECRET)
-        .env("COFFER_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .map_err(|e| e.to_string())?;
-    let stdout = child.stdout.take().ok_or("no stdout")?;
-    let mut lines = BufReader::new(stdout).lines();
-    let addr = loop {
-        let line = lines
-            .next()
-            .ok_or("server exited")?
-            .map_err(|e| e.to_string())?;
-        if let Some(rest) = line.strip_prefix("Coffer listening on http://") {
-            break rest
-                .split_whitespace()
-                .next()
-                .unwrap_or_default()
-                .to_string();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
-    Ok(Server {
-        child,
-        addr,
-        _dir: dir,
-    })
 }
 
 /// utime + stime of a process, in seconds.
@@ -199,7 +138,7 @@ fn percentile(sorted: &[u32], p: f64) -> f64 {
 }
 
 pub fn run(args: BenchArgs) -> Result<(), String> {
-    let server = start_server()?;
+    let server = crate::child::start_server("bench", KEY_ID, SECRET, "warn")?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -1,6 +1,8 @@
 //! `coffer`: AWS-compatible KMS, S3, IAM and STS on one endpoint.
 
 mod bench;
+mod child;
+mod demo;
 
 use base64::Engine;
 use clap::{Parser, Subcommand};
@@ -35,6 +37,8 @@ enum Cmd {
     Serve(ServeArgs),
     /// Measure KMS throughput and server CPU per request over HTTP (starts its own server).
     Bench(bench::BenchArgs),
+    /// Replay the KMS + S3 walkthrough against a temporary server, comparing each step with AWS.
+    Demo,
 }
 
 #[derive(Parser)]
@@ -84,6 +88,13 @@ fn main() -> ExitCode {
             Err(e) => {
                 eprintln!("coffer: {e}");
                 ExitCode::from(2)
+            }
+        },
+        Cmd::Demo => match demo::run() {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("coffer demo: {e}");
+                ExitCode::from(1)
             }
         },
         Cmd::Bench(args) => match bench::run(args) {
