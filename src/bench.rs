@@ -21,8 +21,12 @@ pub struct BenchArgs {
     /// Concurrent connections.
     #[arg(long, default_value_t = 8)]
     concurrency: usize,
-    /// Operations to measure (comma-separated): encrypt, decrypt, generate-data-key.
-    #[arg(long, default_value = "encrypt,decrypt,generate-data-key")]
+    /// Operations to measure (comma-separated): encrypt, decrypt, generate-data-key, s3-put-4k,
+    /// s3-get-4k, s3-put-64m, s3-get-64m, and the same S3 ones with a -sse-s3 suffix.
+    #[arg(
+        long,
+        default_value = "encrypt,decrypt,generate-data-key,s3-put-4k,s3-get-4k,s3-put-64m,s3-get-64m"
+    )]
     ops: String,
 }
 
@@ -51,41 +55,61 @@ fn clock_ticks() -> f64 {
         .unwrap_or(100.0)
 }
 
-/// One signed KMS request over a kept-alive connection; returns the response body.
-async fn kms_call(
+/// One request to make: method, path, extra headers, body.
+#[derive(Clone)]
+struct Call {
+    method: &'static str,
+    path: String,
+    headers: Vec<(&'static str, String)>,
+    body: Arc<Vec<u8>>,
+    service: &'static str,
+}
+
+/// Sends one signed request over a kept-alive connection; returns the status and, when
+/// `keep` is set, the body (else only its length is counted).
+async fn send(
     conn: &mut TcpStream,
     addr: &str,
-    op: &str,
-    body: &str,
-) -> Result<Vec<u8>, String> {
-    let uri: http::Uri = format!("http://{addr}/")
+    call: &Call,
+    keep: bool,
+) -> Result<(u16, Vec<u8>, u64), String> {
+    let uri: http::Uri = format!("http://{addr}{}", call.path)
         .parse()
         .map_err(|e: http::uri::InvalidUri| e.to_string())?;
     let mut headers = http::HeaderMap::new();
     headers.insert("host", addr.parse().map_err(|_| "host")?);
-    headers.insert(
-        "content-type",
-        http::HeaderValue::from_static("application/x-amz-json-1.1"),
-    );
-    headers.insert(
-        "x-amz-target",
-        format!("TrentService.{op}").parse().map_err(|_| "target")?,
-    );
+    for (k, v) in &call.headers {
+        headers.insert(*k, v.parse().map_err(|_| "header")?);
+    }
+    let (hash, flavor) = if call.service == "s3" {
+        headers.insert(
+            "x-amz-content-sha256",
+            http::HeaderValue::from_static("UNSIGNED-PAYLOAD"),
+        );
+        ("UNSIGNED-PAYLOAD".to_string(), Flavor::S3)
+    } else {
+        (coffer_sigv4::sha256_hex(&call.body), Flavor::Standard)
+    };
     coffer_sigv4::sign_request(
-        &http::Method::POST,
+        &call.method.parse().map_err(|_| "method")?,
         &uri,
         &mut headers,
-        &coffer_sigv4::sha256_hex(body.as_bytes()),
+        &hash,
         KEY_ID,
         &Secret::new(SECRET.into()),
         "us-east-1",
-        "kms",
+        call.service,
         time::OffsetDateTime::now_utc(),
         None,
-        Flavor::Standard,
+        flavor,
     )
     .map_err(|e| e.to_string())?;
-    let mut req = format!("POST / HTTP/1.1\r\ncontent-length: {}\r\n", body.len());
+    let mut req = format!(
+        "{} {} HTTP/1.1\r\ncontent-length: {}\r\n",
+        call.method,
+        call.path,
+        call.body.len()
+    );
     for (k, v) in &headers {
         req.push_str(k.as_str());
         req.push_str(": ");
@@ -93,13 +117,15 @@ async fn kms_call(
         req.push_str("\r\n");
     }
     req.push_str("\r\n");
-    req.push_str(body);
     conn.write_all(req.as_bytes())
+        .await
+        .map_err(|e| e.to_string())?;
+    conn.write_all(&call.body)
         .await
         .map_err(|e| e.to_string())?;
     // Read headers, then exactly content-length bytes.
     let mut buf = Vec::with_capacity(1024);
-    let mut tmp = [0u8; 4096];
+    let mut tmp = vec![0u8; 256 * 1024];
     let header_end = loop {
         let n = conn.read(&mut tmp).await.map_err(|e| e.to_string())?;
         if n == 0 {
@@ -111,22 +137,64 @@ async fn kms_call(
         }
     };
     let head = String::from_utf8_lossy(&buf[..header_end]).to_ascii_lowercase();
-    if !head.starts_with("http/1.1 200") {
-        return Err(format!("{op}: {}", head.lines().next().unwrap_or_default()));
-    }
-    let len: usize = head
+    let status: u16 = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or("no status")?;
+    let len: u64 = head
         .lines()
         .find_map(|l| l.strip_prefix("content-length:"))
         .and_then(|v| v.trim().parse().ok())
-        .ok_or("no content-length")?;
-    while buf.len() < header_end + len {
+        .unwrap_or(0);
+    let mut got = (buf.len() - header_end) as u64;
+    let mut body = if keep {
+        buf[header_end..].to_vec()
+    } else {
+        Vec::new()
+    };
+    while got < len {
         let n = conn.read(&mut tmp).await.map_err(|e| e.to_string())?;
         if n == 0 {
             return Err("connection closed".into());
         }
-        buf.extend_from_slice(&tmp[..n]);
+        got += n as u64;
+        if keep {
+            body.extend_from_slice(&tmp[..n]);
+        }
     }
-    Ok(buf[header_end..header_end + len].to_vec())
+    if !(200..300).contains(&status) {
+        return Err(format!(
+            "{} {}: {}",
+            call.method,
+            call.path,
+            head.lines().next().unwrap_or_default()
+        ));
+    }
+    Ok((status, body, got))
+}
+
+fn kms(op: &str, body: serde_json::Value) -> Call {
+    Call {
+        method: "POST",
+        path: "/".into(),
+        headers: vec![
+            ("content-type", "application/x-amz-json-1.1".into()),
+            ("x-amz-target", format!("TrentService.{op}")),
+        ],
+        body: Arc::new(body.to_string().into_bytes()),
+        service: "kms",
+    }
+}
+
+fn s3(method: &'static str, path: String, body: Arc<Vec<u8>>) -> Call {
+    Call {
+        method,
+        path,
+        headers: vec![],
+        body,
+        service: "s3",
+    }
 }
 
 fn percentile(sorted: &[u32], p: f64) -> f64 {
@@ -146,68 +214,81 @@ pub fn run(args: BenchArgs) -> Result<(), String> {
     rt.block_on(async move {
         let addr = server.addr.clone();
         let mut c = TcpStream::connect(&addr).await.map_err(|e| e.to_string())?;
-        let key: serde_json::Value =
-            serde_json::from_slice(&kms_call(&mut c, &addr, "CreateKey", "{}").await?)
-                .map_err(|e| e.to_string())?;
-        let key_id = key["KeyMetadata"]["KeyId"]
-            .as_str()
-            .ok_or("CreateKey")?
-            .to_string();
-        let enc: serde_json::Value = serde_json::from_slice(
-            &kms_call(
-                &mut c,
-                &addr,
-                "Encrypt",
-                &serde_json::json!({"KeyId": key_id, "Plaintext": "aGVsbG8gd29ybGQ="}).to_string(),
-            )
-            .await?,
-        )
-        .map_err(|e| e.to_string())?;
+        let json = |b: Vec<u8>| serde_json::from_slice::<serde_json::Value>(&b).map_err(|e| e.to_string());
+        let key = json(send(&mut c, &addr, &kms("CreateKey", serde_json::json!({})), true).await?.1)?;
+        let key_id = key["KeyMetadata"]["KeyId"].as_str().ok_or("CreateKey")?.to_string();
+        let enc = json(
+            send(&mut c, &addr, &kms("Encrypt", serde_json::json!({"KeyId": key_id, "Plaintext": "aGVsbG8gd29ybGQ="})), true)
+                .await?
+                .1,
+        )?;
         let blob = enc["CiphertextBlob"].as_str().ok_or("Encrypt")?.to_string();
+        // A bucket whose objects are SSE-KMS with the key, and one left at the SSE-S3 default.
+        let empty = Arc::new(Vec::new());
+        for b in ["bench-kms", "bench-s3"] {
+            send(&mut c, &addr, &s3("PUT", format!("/{b}"), empty.clone()), false).await?;
+        }
+        let conf = format!(
+            "<ServerSideEncryptionConfiguration><Rule><ApplyServerSideEncryptionByDefault><SSEAlgorithm>aws:kms</SSEAlgorithm><KMSMasterKeyID>{key_id}</KMSMasterKeyID></ApplyServerSideEncryptionByDefault></Rule></ServerSideEncryptionConfiguration>"
+        );
+        let md5 = {
+            use base64::Engine;
+            use s3s::crypto::Checksum;
+            base64::engine::general_purpose::STANDARD.encode(s3s::crypto::Md5::checksum(conf.as_bytes()))
+        };
+        let mut put_enc = s3("PUT", "/bench-kms?encryption".into(), Arc::new(conf.into_bytes()));
+        put_enc.headers.push(("content-md5", md5));
+        send(&mut c, &addr, &put_enc, false).await?;
+        let small = Arc::new(vec![7u8; 4096]);
+        let large = Arc::new(vec![9u8; 64 << 20]);
+        for b in ["bench-kms", "bench-s3"] {
+            send(&mut c, &addr, &s3("PUT", format!("/{b}/small"), small.clone()), false).await?;
+            send(&mut c, &addr, &s3("PUT", format!("/{b}/large"), large.clone()), false).await?;
+        }
         println!(
-            "coffer bench: server pid {} on {addr}; {} connections, {} s per operation; {} cores",
+            "coffer bench: server pid {} on {addr}; {} connections (2 for 64 MiB objects), {} s per operation; {} cores",
             server.child.id(),
             args.concurrency,
             args.duration,
-            std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(1)
+            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
         );
         println!(
-            "{:<20} {:>10} {:>10} {:>9} {:>9} {:>16}",
-            "operation", "requests", "req/s", "p50 ms", "p99 ms", "server CPU ms/req"
+            "{:<22} {:>9} {:>9} {:>9} {:>9} {:>9} {:>14}",
+            "operation", "requests", "req/s", "MB/s", "p50 ms", "p99 ms", "server CPU ms"
         );
         for op in args.ops.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-            let (target, body) = match op {
-                "encrypt" => (
-                    "Encrypt",
-                    serde_json::json!({"KeyId": key_id, "Plaintext": "aGVsbG8gd29ybGQ="}),
-                ),
-                "decrypt" => ("Decrypt", serde_json::json!({"CiphertextBlob": blob})),
-                "generate-data-key" => (
-                    "GenerateDataKey",
-                    serde_json::json!({"KeyId": key_id, "KeySpec": "AES_256"}),
-                ),
+            let (name, call, conns): (&str, Call, usize) = match op {
+                "encrypt" => ("KMS Encrypt", kms("Encrypt", serde_json::json!({"KeyId": key_id, "Plaintext": "aGVsbG8gd29ybGQ="})), args.concurrency),
+                "decrypt" => ("KMS Decrypt", kms("Decrypt", serde_json::json!({"CiphertextBlob": blob})), args.concurrency),
+                "generate-data-key" => ("KMS GenerateDataKey", kms("GenerateDataKey", serde_json::json!({"KeyId": key_id, "KeySpec": "AES_256"})), args.concurrency),
+                "s3-put-4k" => ("S3 PUT 4 KiB SSE-KMS", s3("PUT", "/bench-kms/small".into(), small.clone()), args.concurrency),
+                "s3-get-4k" => ("S3 GET 4 KiB SSE-KMS", s3("GET", "/bench-kms/small".into(), empty.clone()), args.concurrency),
+                "s3-put-64m" => ("S3 PUT 64 MiB SSE-KMS", s3("PUT", "/bench-kms/large".into(), large.clone()), 2),
+                "s3-get-64m" => ("S3 GET 64 MiB SSE-KMS", s3("GET", "/bench-kms/large".into(), empty.clone()), 2),
+                "s3-put-4k-sse-s3" => ("S3 PUT 4 KiB SSE-S3", s3("PUT", "/bench-s3/small".into(), small.clone()), args.concurrency),
+                "s3-get-4k-sse-s3" => ("S3 GET 4 KiB SSE-S3", s3("GET", "/bench-s3/small".into(), empty.clone()), args.concurrency),
+                "s3-put-64m-sse-s3" => ("S3 PUT 64 MiB SSE-S3", s3("PUT", "/bench-s3/large".into(), large.clone()), 2),
+                "s3-get-64m-sse-s3" => ("S3 GET 64 MiB SSE-S3", s3("GET", "/bench-s3/large".into(), empty.clone()), 2),
                 other => return Err(format!("unknown operation {other}")),
             };
-            let body = Arc::new(body.to_string());
             let stop = Arc::new(AtomicBool::new(false));
             let count = Arc::new(AtomicU64::new(0));
+            let bytes = Arc::new(AtomicU64::new(0));
             let cpu0 = cpu_seconds(server.child.id());
             let t0 = Instant::now();
             let mut tasks = vec![];
-            for _ in 0..args.concurrency {
-                let (addr, body, stop, count) =
-                    (addr.clone(), body.clone(), stop.clone(), count.clone());
+            for _ in 0..conns {
+                let (addr, call, stop, count, bytes) = (addr.clone(), call.clone(), stop.clone(), count.clone(), bytes.clone());
                 tasks.push(tokio::spawn(async move {
                     let mut lat = Vec::new();
                     let mut conn = TcpStream::connect(&addr).await.map_err(|e| e.to_string())?;
                     conn.set_nodelay(true).map_err(|e| e.to_string())?;
                     while !stop.load(Ordering::Relaxed) {
                         let t = Instant::now();
-                        kms_call(&mut conn, &addr, target, &body).await?;
+                        let (_, _, got) = send(&mut conn, &addr, &call, false).await?;
                         lat.push(t.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
                         count.fetch_add(1, Ordering::Relaxed);
+                        bytes.fetch_add(got.max(call.body.len() as u64), Ordering::Relaxed);
                     }
                     Ok::<_, String>(lat)
                 }));
@@ -223,10 +304,11 @@ pub fn run(args: BenchArgs) -> Result<(), String> {
             let n = count.load(Ordering::Relaxed);
             lat.sort_unstable();
             println!(
-                "{:<20} {:>10} {:>10.0} {:>9.3} {:>9.3} {:>16.4}",
-                target,
+                "{:<22} {:>9} {:>9.0} {:>9.1} {:>9.3} {:>9.3} {:>14.4}",
+                name,
                 n,
                 n as f64 / elapsed,
+                bytes.load(Ordering::Relaxed) as f64 / elapsed / 1e6,
                 percentile(&lat, 0.5),
                 percentile(&lat, 0.99),
                 cpu * 1000.0 / n.max(1) as f64

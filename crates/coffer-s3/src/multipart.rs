@@ -154,6 +154,7 @@ pub(crate) async fn upload_part(
     let dk = open_data_key(s, &ctx, &up.sse, &up.id)?;
     let blob_id = uuid::Uuid::new_v4().simple().to_string();
     let body = BodyIn {
+        need_md5: matches!(up.sse, crate::model::Sse::S3 { .. }),
         body: req.input.body.take(),
         content_length: req.input.content_length,
         content_md5: req.input.content_md5.clone(),
@@ -179,7 +180,7 @@ pub(crate) async fn upload_part(
     };
     let Ingested {
         size,
-        md5,
+        etag: md5,
         checksums,
     } = ingest(s, &blob_id, &dk, body).await?;
     drop(dk);
@@ -330,7 +331,7 @@ pub(crate) async fn upload_part_copy(
     let blob_id = uuid::Uuid::new_v4().simple().to_string();
     let Ingested {
         size,
-        md5,
+        etag: md5,
         checksums,
     } = ingest(
         s,
@@ -340,6 +341,7 @@ pub(crate) async fn upload_part_copy(
             body: Some(body),
             content_length: Some((end - start) as i64),
             content_md5: None,
+            need_md5: matches!(up.sse, crate::model::Sse::S3 { .. }),
             provided: Default::default(),
             algorithm: up.checksum_algorithm.clone(),
             trailer: None,
