@@ -819,8 +819,15 @@ impl App {
                     Some(b) => Body::from(b),
                     None => Body::from(body_bytes),
                 };
-                reply.close = false;
-                self.s3_call(parts, body, peer, &reply).await
+                // An error may be answered before the body was read (auth, policy, missing
+                // bucket): then the connection cannot be reused.
+                let had_body = has_body(&parts.headers);
+                let mut r = self.s3_call(parts, body, peer, &reply).await;
+                if had_body && r.status().as_u16() >= 400 {
+                    r.headers_mut()
+                        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                }
+                r
             }
         }
     }

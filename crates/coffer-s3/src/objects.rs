@@ -1179,6 +1179,9 @@ fn list(
         truncated: false,
         next: None,
     };
+    if max == 0 {
+        return Ok(l);
+    }
     loop {
         let rows: Vec<(String, Object)> =
             scan_json(&*s.store, NS_OBJECT, &row_prefix, cursor.as_deref(), 1000)
