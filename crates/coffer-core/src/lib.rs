@@ -179,10 +179,12 @@ pub trait DataKeyProvider: Send + Sync {
         key_id: &str,
         context: &[(String, String)],
     ) -> Result<DataKey, ServiceError>;
-    /// Opens a data key made by [`DataKeyProvider::generate_data_key`].
+    /// Opens a data key made by [`DataKeyProvider::generate_data_key`]; `key_id`, when given,
+    /// must be the key that made it (a deleted key is then `NotFoundException`).
     fn decrypt_data_key(
         &self,
         ctx: &RequestContext,
+        key_id: Option<&str>,
         ciphertext: &[u8],
         context: &[(String, String)],
     ) -> Result<DataKey, ServiceError>;

@@ -168,6 +168,26 @@ impl Reply {
     }
 }
 
+/// AWS's message for S3 error codes that s3s may raise without one.
+fn s3_default_message(code: &str) -> &'static str {
+    match code {
+        "InvalidBucketName" => "The specified bucket is not valid.",
+        "NoSuchBucket" => "The specified bucket does not exist",
+        "NoSuchKey" => "The specified key does not exist.",
+        "InvalidArgument" => "Invalid Argument",
+        "MalformedXML" => {
+            "The XML you provided was not well-formed or did not validate against our published schema"
+        }
+        "InvalidRange" => "The requested range is not satisfiable",
+        "MethodNotAllowed" => "The specified method is not allowed against this resource.",
+        "MissingContentLength" => "You must provide the Content-Length HTTP header.",
+        "EntityTooLarge" => "Your proposed upload exceeds the maximum allowed size",
+        "NotImplemented" => "A header you provided implies functionality that is not implemented",
+        "InvalidRequest" => "Invalid Request",
+        _ => "The request could not be completed.",
+    }
+}
+
 /// Maps a SigV4 failure to the service's own error (aws-behavior.md §1.6).
 fn auth_error(
     proto: Proto,
@@ -462,6 +482,17 @@ impl App {
                 {
                     let mut body = String::with_capacity(text.len() + 128);
                     body.push_str(&text[..at]);
+                    // Errors s3s raises itself may come without a message: give AWS's.
+                    if !text.contains("<Message>")
+                        && let Some(code) = text
+                            .split_once("<Code>")
+                            .and_then(|(_, r)| r.split_once("</Code>"))
+                            .map(|(c, _)| c)
+                    {
+                        body.push_str("<Message>");
+                        encode::xml_escape(s3_default_message(code), &mut body);
+                        body.push_str("</Message>");
+                    }
                     body.push_str("<RequestId>");
                     encode::xml_escape(&reply.request_id, &mut body);
                     body.push_str("</RequestId><HostId>");
@@ -648,6 +679,15 @@ impl App {
         {
             Ok(r) => r,
             Err(e) => {
+                // S3 says a temporary key presented without its token does not exist.
+                let e = if proto == Proto::S3
+                    && auth.security_token.is_none()
+                    && e == CredentialError::InvalidToken
+                {
+                    CredentialError::UnknownAccessKey
+                } else {
+                    e
+                };
                 let (se, extra) = credential_error(proto, &e, &auth.access_key_id);
                 return reply.error(&se, &extra, head);
             }

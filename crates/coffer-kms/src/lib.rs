@@ -284,11 +284,15 @@ impl coffer_core::DataKeyProvider for Kms {
     fn decrypt_data_key(
         &self,
         ctx: &coffer_core::RequestContext,
+        key_id: Option<&str>,
         ciphertext: &[u8],
         context: &[(String, String)],
     ) -> Result<coffer_core::DataKey, ServiceError> {
         let ec = context_json(context);
-        let input = serde_json::json!({ "CiphertextBlob": B64.encode(ciphertext), "EncryptionContext": ec });
+        let mut input = serde_json::json!({ "CiphertextBlob": B64.encode(ciphertext), "EncryptionContext": ec });
+        if let Some(k) = key_id {
+            input["KeyId"] = Value::String(k.to_string());
+        }
         let out = self.handle(ctx, "Decrypt", &input)?;
         let plain = out["Plaintext"]
             .as_str()

@@ -825,7 +825,10 @@ fn data_key_provider_acts_as_the_caller_via_a_service() {
     let dk = f.kms.generate_data_key(&via, &id, &ec).unwrap();
     assert_eq!(dk.plaintext.len(), 32);
     assert!(dk.key_arn.ends_with(&id));
-    let back = f.kms.decrypt_data_key(&via, &dk.ciphertext, &ec).unwrap();
+    let back = f
+        .kms
+        .decrypt_data_key(&via, Some(&dk.key_arn), &dk.ciphertext, &ec)
+        .unwrap();
     assert_eq!(&back.plaintext[..], &dk.plaintext[..]);
     let other = vec![(
         "aws:s3:arn".to_string(),
@@ -833,7 +836,7 @@ fn data_key_provider_acts_as_the_caller_via_a_service() {
     )];
     assert_eq!(
         f.kms
-            .decrypt_data_key(&via, &dk.ciphertext, &other)
+            .decrypt_data_key(&via, None, &dk.ciphertext, &other)
             .unwrap_err()
             .code,
         "InvalidCiphertextException"

@@ -325,8 +325,15 @@ impl S3 for CofferS3 {
             .create_bucket_configuration
             .as_ref()
             .and_then(|c| c.location_constraint.as_ref())
-            && loc.as_str() != s.region
+            && (loc.as_str() != s.region || loc.as_str() == "us-east-1")
         {
+            if loc.as_str() == "us-east-1" && s.region == "us-east-1" {
+                return Err(s3e(ServiceError::new(
+                    "InvalidLocationConstraint",
+                    400,
+                    "The specified location-constraint is not valid",
+                )));
+            }
             return Err(s3_error!(
                 IllegalLocationConstraintException,
                 "The {} location constraint is incompatible for the region specific endpoint this request was sent to.",

@@ -76,7 +76,14 @@ pub(crate) fn choose_sse(bucket: &Bucket, input: &SseRequest<'_>) -> S3Result<Ss
     let (alg, key, bucket_key) = match requested.as_deref() {
         Some(a) => (
             a.to_string(),
-            input.ssekms_key_id.cloned(),
+            // aws:kms without a key id: the bucket's default KMS key, if it has one.
+            input.ssekms_key_id.cloned().or_else(|| {
+                bucket
+                    .encryption
+                    .as_ref()
+                    .filter(|e| a == "aws:kms" && e.algorithm == "aws:kms")
+                    .and_then(|e| e.kms_key_id.clone())
+            }),
             input.bucket_key_enabled.unwrap_or(false),
         ),
         None => match &bucket.encryption {
@@ -112,10 +119,15 @@ pub(crate) fn choose_sse(bucket: &Bucket, input: &SseRequest<'_>) -> S3Result<Ss
                 "The AWS managed key aws/s3 is not supported by Coffer yet: name a customer managed key."
             )),
         },
-        other => Err(s3_error!(
-            InvalidArgument,
-            "The encryption method specified is not supported: {other}"
+        "aws:kms:dsse" => Err(s3_error!(
+            NotImplemented,
+            "Dual-layer SSE-KMS (aws:kms:dsse) is not supported by Coffer yet."
         )),
+        _ => Err(s3e(ServiceError::new(
+            "InvalidEncryptionAlgorithmError",
+            400,
+            "The Encryption request you specified is not valid. Supported value: AES256.",
+        ))),
     }
 }
 
@@ -258,6 +270,15 @@ pub(crate) async fn ingest(
             d
         }
     };
+    if let Some(given) = &b.content_md5
+        && B64.decode(given).map(|d| d.len()).ok() != Some(16)
+    {
+        return Err(s3e(ServiceError::new(
+            "InvalidDigest",
+            400,
+            "The Content-MD5 you specified was invalid.",
+        )));
+    }
     if let Some(given) = &b.content_md5
         && B64.decode(given).ok().as_deref() != Some(&digest[..])
     {
@@ -425,7 +446,6 @@ pub(crate) async fn put_object(
     commit_object(s, &bucket.name, &obj)?;
     let mut o = PutObjectOutput {
         e_tag: Some(ETag::Strong(etag.trim_matches('"').to_string())),
-        size: Some(size as i64),
         ..Default::default()
     };
     set_sse_out(
@@ -904,13 +924,14 @@ pub(crate) fn open_data_key(
                 .map_err(|e| s3e(internal(e)))
         }
         Sse::Kms {
+            key_arn,
             ciphertext,
             context,
             ..
         } => {
             let ct = B64.decode(ciphertext).map_err(|e| s3e(internal(e)))?;
             Ok(s.keys
-                .decrypt_data_key(&via_s3(s, ctx), &ct, context)
+                .decrypt_data_key(&via_s3(s, ctx), Some(key_arn), &ct, context)
                 .map_err(kms_error)?
                 .plaintext)
         }
@@ -962,6 +983,7 @@ pub(crate) async fn get_object(
             .response_content_type
             .clone()
             .or(o.content_type.clone())
+            .or_else(|| Some("binary/octet-stream".to_string()))
             .and_then(|c| c.parse().ok()),
         content_encoding: i
             .response_content_encoding
@@ -1069,7 +1091,13 @@ pub(crate) fn stream_plaintext(
                             let to = ((end - seg_start).min(pt.len() as u64)) as usize;
                             Bytes::copy_from_slice(&pt[from..to])
                         })
-                        .map_err(|_| std::io::Error::other("object data failed authentication"))
+                        .map_err(|_| {
+                            tracing::warn!(
+                                segment = i,
+                                "stored object data failed authentication: refusing to serve it"
+                            );
+                            std::io::Error::other("object data failed authentication")
+                        })
                 });
                 let failed = item.is_err();
                 if tx.blocking_send(item).is_err() || failed {
@@ -1103,7 +1131,11 @@ pub(crate) async fn head_object(
         accept_ranges: Some("bytes".into()),
         e_tag: Some(ETag::Strong(o.etag.trim_matches('"').to_string())),
         last_modified: Some(timestamp(o.last_modified)),
-        content_type: o.content_type.clone().and_then(|c| c.parse().ok()),
+        content_type: o
+            .content_type
+            .clone()
+            .or_else(|| Some("binary/octet-stream".to_string()))
+            .and_then(|c| c.parse().ok()),
         content_encoding: o.content_encoding.clone(),
         content_disposition: o.content_disposition.clone(),
         content_language: o.content_language.clone(),
@@ -1196,9 +1228,12 @@ fn list(
                 rest.find(d)
                     .map(|i| format!("{prefix}{}", &rest[..i + d.len()]))
             });
+            // A common prefix already returned on this page, or at or before the marker it
+            // resumes from (ListObjects gives the prefix itself as NextMarker), is not repeated.
             if let Some(cp) = &common
-                && l.prefixes.last() == Some(cp)
+                && (l.prefixes.last() == Some(cp) || after.is_some_and(|a| cp.as_str() <= a))
             {
+                cursor = Some(format!("{bucket}/{cp}\u{10FFFF}"));
                 continue;
             }
             if l.contents.len() + l.prefixes.len() == max {
