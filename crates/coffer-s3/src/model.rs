@@ -28,6 +28,8 @@ pub struct Bucket {
     pub encryption: Option<DefaultEncryption>,
     #[serde(default)]
     pub policy: Option<String>,
+    #[serde(default)]
+    pub tags: Vec<(String, String)>,
 }
 
 /// How an object's data key is kept.
@@ -80,6 +82,8 @@ pub struct Object {
     /// Multipart objects: the parts' blobs in order (then `blob_id` is empty).
     #[serde(default)]
     pub parts: Vec<PartBlob>,
+    #[serde(default)]
+    pub tags: Vec<(String, String)>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug)]
@@ -124,6 +128,8 @@ pub struct Upload {
     pub metadata: Vec<(String, String)>,
     #[serde(default)]
     pub checksum_algorithm: Option<String>,
+    #[serde(default)]
+    pub tags: Vec<(String, String)>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug)]

@@ -84,7 +84,14 @@ pub(crate) async fn create(
             key_id.clone(),
         ));
     }
+    let tags = match &i.tagging {
+        Some(h) => crate::tagging::parse_tagging_header(h)?,
+        None => vec![],
+    };
     s.authorize(&ctx, "s3:PutObject", &arn, Some(&bucket), &extra)?;
+    if !tags.is_empty() {
+        s.authorize(&ctx, "s3:PutObjectTagging", &arn, Some(&bucket), &extra)?;
+    }
     let upload_id = uuid::Uuid::new_v4().simple().to_string();
     let (_dk, stored, kms_arn) = new_data_key(s, &ctx, &sse, &upload_id, &arn)?;
     let up = Upload {
@@ -108,6 +115,7 @@ pub(crate) async fn create(
             .checksum_algorithm
             .as_ref()
             .map(|a| a.as_str().to_ascii_uppercase()),
+        tags,
     };
     let k = upload_key(&bucket.name, &upload_id, &key);
     s.tx(|t| put_json(t, NS_UPLOAD, &k, &up).map_err(internal))?;
@@ -468,6 +476,7 @@ pub(crate) async fn complete(
                 size: p.size,
             })
             .collect(),
+        tags: up.tags.clone(),
     };
     let keep: std::collections::HashSet<&str> = chosen.iter().map(|p| p.blob_id.as_str()).collect();
     let unused: Vec<String> = stored

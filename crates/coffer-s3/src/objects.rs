@@ -366,7 +366,18 @@ pub(crate) async fn put_object(
             key_id.clone(),
         ));
     }
+    let tags = match &req.input.tagging {
+        Some(h) => crate::tagging::parse_tagging_header(h)?,
+        None => vec![],
+    };
+    extra.extend(
+        tags.iter()
+            .map(|(k, v)| (format!("s3:RequestObjectTag/{k}"), v.clone())),
+    );
     s.authorize(&ctx, "s3:PutObject", &arn, Some(&bucket), &extra)?;
+    if !tags.is_empty() {
+        s.authorize(&ctx, "s3:PutObjectTagging", &arn, Some(&bucket), &extra)?;
+    }
     if s.require_tls_for_sse
         && !ctx.secure_transport
         && req
@@ -442,6 +453,7 @@ pub(crate) async fn put_object(
             .unwrap_or_default(),
         checksums: checksums.clone(),
         parts: vec![],
+        tags,
     };
     commit_object(s, &bucket.name, &obj)?;
     let mut o = PutObjectOutput {
@@ -719,6 +731,18 @@ pub(crate) async fn copy_object(
         metadata: md,
         checksums: ingested.checksums,
         parts: vec![],
+        tags: if i
+            .tagging_directive
+            .as_ref()
+            .is_some_and(|d| d.as_str() == "REPLACE")
+        {
+            match &i.tagging {
+                Some(h) => crate::tagging::parse_tagging_header(h)?,
+                None => vec![],
+            }
+        } else {
+            src.tags.clone()
+        },
     };
     commit_object(s, &bucket.name, &obj)?;
     let mut out = CopyObjectOutput {
@@ -768,19 +792,40 @@ pub(crate) fn set_sse_out(
     }
 }
 
-/// Loads an object the caller may read: `s3:GetObject` first; a missing key is `NoSuchKey` only
-/// for callers that may list the bucket, else `AccessDenied` (as AWS).
+/// Loads an object the caller may read (`s3:GetObject`).
 pub(crate) fn readable(
     s: &Inner,
     ctx: &RequestContext,
     bucket: &Bucket,
     key: &str,
 ) -> S3Result<Object> {
+    readable_for(s, ctx, bucket, key, "s3:GetObject", &[])
+}
+
+/// Loads an object for `action` on it: authorized first (with `s3:ExistingObjectTag/*` from the
+/// object's tags); a missing key is `NoSuchKey` only for callers that may list the bucket, else
+/// `AccessDenied` (as AWS).
+pub(crate) fn readable_for(
+    s: &Inner,
+    ctx: &RequestContext,
+    bucket: &Bucket,
+    key: &str,
+    action: &str,
+    extra: &[(String, String)],
+) -> S3Result<Object> {
     let arn = object_arn(&bucket.name, key);
-    s.authorize(ctx, "s3:GetObject", &arn, Some(bucket), &[])?;
-    match get_json::<Object>(&*s.store, NS_OBJECT, &object_key(&bucket.name, key))
-        .map_err(|e| s3e(internal(e)))?
-    {
+    let found = get_json::<Object>(&*s.store, NS_OBJECT, &object_key(&bucket.name, key))
+        .map_err(|e| s3e(internal(e)))?;
+    let mut conds = extra.to_vec();
+    if let Some(o) = &found {
+        conds.extend(
+            o.tags
+                .iter()
+                .map(|(k, v)| (format!("s3:ExistingObjectTag/{k}"), v.clone())),
+        );
+    }
+    s.authorize(ctx, action, &arn, Some(bucket), &conds)?;
+    match found {
         Some(o) => Ok(o),
         None => {
             s.authorize(
@@ -999,6 +1044,7 @@ pub(crate) async fn get_object(
             .or(o.content_language.clone()),
         cache_control: i.response_cache_control.clone().or(o.cache_control.clone()),
         metadata: (!o.metadata.is_empty()).then(|| o.metadata.iter().cloned().collect()),
+        tag_count: (!o.tags.is_empty()).then_some(o.tags.len() as i32),
         ..Default::default()
     };
     if range.is_some() {

@@ -1,0 +1,228 @@
+//! Object and bucket tagging.
+
+use crate::model::{Bucket, NS_BUCKET, NS_OBJECT, Object, object_key};
+use crate::objects::readable_for;
+use crate::{Inner, internal, s3e};
+use coffer_core::ServiceError;
+use coffer_store::{get_json, put_json};
+use s3s::dto::*;
+use s3s::{S3Request, S3Response, S3Result};
+
+fn invalid_tag(msg: &str) -> s3s::S3Error {
+    s3e(ServiceError::new("InvalidTag", 400, msg))
+}
+
+/// Validates a tag set (AWS's limits: 10 per object, 50 per bucket; keys 1–128, values 0–256
+/// characters; no duplicate keys; no `aws:` prefix).
+pub(crate) fn check_tags(
+    tags: Vec<(String, String)>,
+    max: usize,
+) -> S3Result<Vec<(String, String)>> {
+    if tags.len() > max {
+        return Err(s3e(ServiceError::new(
+            if max == 10 {
+                "BadRequest"
+            } else {
+                "InvalidTag"
+            },
+            400,
+            if max == 10 {
+                "Object tags cannot be greater than 10"
+            } else {
+                "Bucket tag count cannot be greater than 50"
+            },
+        )));
+    }
+    let mut seen = std::collections::HashSet::new();
+    for (k, v) in &tags {
+        if k.is_empty() || k.chars().count() > 128 {
+            return Err(invalid_tag("The TagKey you have provided is invalid"));
+        }
+        if v.chars().count() > 256 {
+            return Err(invalid_tag("The TagValue you have provided is invalid"));
+        }
+        if k.starts_with("aws:") {
+            return Err(invalid_tag("Your TagKey cannot be prefixed with aws:"));
+        }
+        if !seen.insert(k.clone()) {
+            return Err(invalid_tag(
+                "Cannot provide multiple Tags with the same key",
+            ));
+        }
+    }
+    Ok(tags)
+}
+
+fn from_dto(t: &Tagging) -> Vec<(String, String)> {
+    t.tag_set
+        .iter()
+        .map(|t| {
+            (
+                t.key.clone().unwrap_or_default(),
+                t.value.clone().unwrap_or_default(),
+            )
+        })
+        .collect()
+}
+
+fn to_dto(tags: &[(String, String)]) -> TagSet {
+    tags.iter()
+        .map(|(k, v)| Tag {
+            key: Some(k.clone()),
+            value: Some(v.clone()),
+        })
+        .collect()
+}
+
+/// `x-amz-tagging: k1=v1&k2=v2` (URL-encoded query form).
+pub(crate) fn parse_tagging_header(h: &str) -> S3Result<Vec<(String, String)>> {
+    check_tags(crate::url_query(h), 10)
+}
+
+fn update_object(s: &Inner, bucket: &str, key: &str, f: impl Fn(&mut Object)) -> S3Result<()> {
+    let row = object_key(bucket, key);
+    s.tx(|t| {
+        let mut o: Object = get_json(t, NS_OBJECT, &row)
+            .map_err(internal)?
+            .ok_or_else(|| {
+                ServiceError::new("NoSuchKey", 404, "The specified key does not exist.")
+            })?;
+        f(&mut o);
+        put_json(t, NS_OBJECT, &row, &o).map_err(internal)
+    })
+}
+
+fn update_bucket(s: &Inner, bucket: &str, f: impl Fn(&mut Bucket)) -> S3Result<()> {
+    s.tx(|t| {
+        let mut b: Bucket = get_json(t, NS_BUCKET, bucket)
+            .map_err(internal)?
+            .ok_or_else(|| {
+                ServiceError::new("NoSuchBucket", 404, "The specified bucket does not exist")
+            })?;
+        f(&mut b);
+        put_json(t, NS_BUCKET, bucket, &b).map_err(internal)
+    })
+}
+
+pub(crate) async fn put_object_tagging(
+    s: &Inner,
+    req: S3Request<PutObjectTaggingInput>,
+) -> S3Result<S3Response<PutObjectTaggingOutput>> {
+    let ctx = s.context(&req)?;
+    let bucket = s.bucket(&req.input.bucket)?;
+    let tags = check_tags(from_dto(&req.input.tagging), 10)?;
+    let extra: Vec<(String, String)> = tags
+        .iter()
+        .map(|(k, v)| (format!("s3:RequestObjectTag/{k}"), v.clone()))
+        .collect();
+    readable_for(
+        s,
+        &ctx,
+        &bucket,
+        &req.input.key,
+        "s3:PutObjectTagging",
+        &extra,
+    )?;
+    update_object(s, &bucket.name, &req.input.key, |o| o.tags = tags.clone())?;
+    Ok(S3Response::new(PutObjectTaggingOutput::default()))
+}
+
+pub(crate) async fn get_object_tagging(
+    s: &Inner,
+    req: S3Request<GetObjectTaggingInput>,
+) -> S3Result<S3Response<GetObjectTaggingOutput>> {
+    let ctx = s.context(&req)?;
+    let bucket = s.bucket(&req.input.bucket)?;
+    let o = readable_for(s, &ctx, &bucket, &req.input.key, "s3:GetObjectTagging", &[])?;
+    Ok(S3Response::new(GetObjectTaggingOutput {
+        tag_set: to_dto(&o.tags),
+        version_id: None,
+    }))
+}
+
+pub(crate) async fn delete_object_tagging(
+    s: &Inner,
+    req: S3Request<DeleteObjectTaggingInput>,
+) -> S3Result<S3Response<DeleteObjectTaggingOutput>> {
+    let ctx = s.context(&req)?;
+    let bucket = s.bucket(&req.input.bucket)?;
+    readable_for(
+        s,
+        &ctx,
+        &bucket,
+        &req.input.key,
+        "s3:DeleteObjectTagging",
+        &[],
+    )?;
+    update_object(s, &bucket.name, &req.input.key, |o| o.tags.clear())?;
+    Ok(S3Response::with_status(
+        DeleteObjectTaggingOutput::default(),
+        http::StatusCode::NO_CONTENT,
+    ))
+}
+
+pub(crate) async fn put_bucket_tagging(
+    s: &Inner,
+    req: S3Request<PutBucketTaggingInput>,
+) -> S3Result<S3Response<PutBucketTaggingOutput>> {
+    let ctx = s.context(&req)?;
+    let bucket = s.bucket(&req.input.bucket)?;
+    s.authorize(
+        &ctx,
+        "s3:PutBucketTagging",
+        &format!("arn:aws:s3:::{}", bucket.name),
+        Some(&bucket),
+        &[],
+    )?;
+    let tags = check_tags(from_dto(&req.input.tagging), 50)?;
+    update_bucket(s, &bucket.name, |b| b.tags = tags.clone())?;
+    Ok(S3Response::with_status(
+        PutBucketTaggingOutput::default(),
+        http::StatusCode::NO_CONTENT,
+    ))
+}
+
+pub(crate) async fn get_bucket_tagging(
+    s: &Inner,
+    req: S3Request<GetBucketTaggingInput>,
+) -> S3Result<S3Response<GetBucketTaggingOutput>> {
+    let ctx = s.context(&req)?;
+    let bucket = s.bucket(&req.input.bucket)?;
+    s.authorize(
+        &ctx,
+        "s3:GetBucketTagging",
+        &format!("arn:aws:s3:::{}", bucket.name),
+        Some(&bucket),
+        &[],
+    )?;
+    if bucket.tags.is_empty() {
+        return Err(s3e(ServiceError::new(
+            "NoSuchTagSet",
+            404,
+            "The TagSet does not exist",
+        )));
+    }
+    Ok(S3Response::new(GetBucketTaggingOutput {
+        tag_set: to_dto(&bucket.tags),
+    }))
+}
+
+pub(crate) async fn delete_bucket_tagging(
+    s: &Inner,
+    req: S3Request<DeleteBucketTaggingInput>,
+) -> S3Result<S3Response<DeleteBucketTaggingOutput>> {
+    let ctx = s.context(&req)?;
+    let bucket = s.bucket(&req.input.bucket)?;
+    s.authorize(
+        &ctx,
+        "s3:PutBucketTagging",
+        &format!("arn:aws:s3:::{}", bucket.name),
+        Some(&bucket),
+        &[],
+    )?;
+    update_bucket(s, &bucket.name, |b| b.tags.clear())?;
+    Ok(S3Response::with_status(
+        DeleteBucketTaggingOutput::default(),
+        http::StatusCode::NO_CONTENT,
+    ))
+}
