@@ -381,9 +381,9 @@ fn s3_answers_after_auth_with_s3_errors_and_ids() {
     let root = Creds::root();
     // Operations Coffer does not implement yet answer NotImplemented, never a fake success.
     for path in [
-        "/bucket?tagging",
+        "/bucket?versioning",
         "/bucket?lifecycle",
-        "/bucket/some/key.txt?tagging",
+        "/bucket/some/key.txt?acl",
     ] {
         let r = s.s3(Method::GET, path, Some(&Signing::new(&root, "s3")));
         r.expect_s3_error(501, "NotImplemented", "is not implemented yet");

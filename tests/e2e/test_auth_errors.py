@@ -362,9 +362,9 @@ def test_kms_operations_never_fake_success(server):
 def test_unimplemented_s3_operations_say_so(server):
     # a fresh client (connection pool) per call: see test_early_response_announces_connection_close
     calls = [
-        lambda s3: s3.get_bucket_tagging(Bucket="e2e-bucket"),
+        lambda s3: s3.get_bucket_versioning(Bucket="e2e-bucket"),
         lambda s3: s3.get_bucket_lifecycle_configuration(Bucket="e2e-bucket"),
-        lambda s3: s3.get_object_tagging(Bucket="e2e-bucket", Key="k"),
+        lambda s3: s3.get_object_acl(Bucket="e2e-bucket", Key="k"),
     ]
     for call in calls:
         code, msg, status = expect_error(call, server.client_for("s3", ROOT))

@@ -1436,16 +1436,14 @@ def test_not_implemented(server, s3, bucket):
     s3.put_object(Bucket=bucket, Key="k", Body=b"x")
     key = os.urandom(32)
     sse_c = {"SSECustomerAlgorithm": "AES256", "SSECustomerKey": key}
-    # SSE-C, in any of its places
-    assert expect_error(s3.put_object, Bucket=bucket, Key="c", Body=b"x", **sse_c) == (
-        "NotImplemented", "SSE-C is not supported by Coffer yet.", 501,
+    # SSE-C multipart uploads are not there yet
+    assert expect_error(s3.create_multipart_upload, Bucket=bucket, Key="c", **sse_c) == (
+        "NotImplemented", "Multipart uploads with SSE-C are not supported by Coffer yet.", 501,
     )
-    assert expect_error(s3.head_object, Bucket=bucket, Key="c")[2] == 404
     for call in (
-        lambda c: c.put_object_tagging(Bucket=bucket, Key="k", Tagging={"TagSet": [{"Key": "a", "Value": "b"}]}),
-        lambda c: c.get_object_tagging(Bucket=bucket, Key="k"),
         lambda c: c.get_bucket_versioning(Bucket=bucket),
         lambda c: c.get_bucket_lifecycle_configuration(Bucket=bucket),
+        lambda c: c.get_object_acl(Bucket=bucket, Key="k"),
     ):
         # a fresh client per call: the server may close the connection after an early answer
         code, _, status = expect_error(call, s3c(server))

@@ -42,6 +42,12 @@ pub enum Sse {
         #[serde(default)]
         aad_id: Option<String>,
     },
+    /// SSE-C: the data key wrapped by the customer's key (base64), AAD `s3-sse-c:<blob id>`; the
+    /// customer key itself is never stored, only its MD5 (as AWS returns it).
+    Customer {
+        wrapped_key: String,
+        key_md5: String,
+    },
     /// SSE-KMS: the data key's KMS ciphertext (base64), with the KMS key ARN and the encryption
     /// context it is bound to (always including `aws:s3:arn`).
     Kms {

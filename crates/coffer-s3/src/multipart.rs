@@ -68,7 +68,7 @@ pub(crate) async fn create(
             ssekms_key_id: i.ssekms_key_id.as_ref(),
             bucket_key_enabled: i.bucket_key_enabled,
             ssekms_encryption_context: i.ssekms_encryption_context.as_ref(),
-            sse_c: i.sse_customer_algorithm.is_some() || i.sse_customer_key.is_some(),
+            sse_c: None,
         },
     )?;
     let mut extra = vec![];
@@ -91,6 +91,12 @@ pub(crate) async fn create(
     s.authorize(&ctx, "s3:PutObject", &arn, Some(&bucket), &extra)?;
     if !tags.is_empty() {
         s.authorize(&ctx, "s3:PutObjectTagging", &arn, Some(&bucket), &extra)?;
+    }
+    if i.sse_customer_algorithm.is_some() || i.sse_customer_key.is_some() {
+        return Err(s3_error!(
+            NotImplemented,
+            "Multipart uploads with SSE-C are not supported by Coffer yet."
+        ));
     }
     let upload_id = uuid::Uuid::new_v4().simple().to_string();
     let (_dk, stored, kms_arn) = new_data_key(s, &ctx, &sse, &upload_id, &arn)?;
@@ -159,7 +165,7 @@ pub(crate) async fn upload_part(
     )?;
     let up = load_upload(s, &bucket.name, &req.input.upload_id, &key)?;
     // kms:Decrypt as the caller, as AWS requires for UploadPart.
-    let dk = open_data_key(s, &ctx, &up.sse, &up.id)?;
+    let dk = open_data_key(s, &ctx, &up.sse, &up.id, None)?;
     let blob_id = uuid::Uuid::new_v4().simple().to_string();
     let body = BodyIn {
         need_md5: matches!(up.sse, crate::model::Sse::S3 { .. }),
@@ -333,8 +339,8 @@ pub(crate) async fn upload_part_copy(
             (a, b + 1)
         }
     };
-    let src_dk = open_data_key(s, &ctx, &src.sse, &src.blob_id)?;
-    let dk = open_data_key(s, &ctx, &up.sse, &up.id)?;
+    let src_dk = open_data_key(s, &ctx, &src.sse, &src.blob_id, None)?;
+    let dk = open_data_key(s, &ctx, &up.sse, &up.id, None)?;
     let body = stream_plaintext(s, &src, src_dk, start, end)?;
     let blob_id = uuid::Uuid::new_v4().simple().to_string();
     let Ingested {
@@ -393,7 +399,7 @@ pub(crate) async fn complete(
     )?;
     let up = load_upload(s, &bucket.name, &req.input.upload_id, &key)?;
     // kms:Decrypt as the caller, as AWS requires for CompleteMultipartUpload.
-    drop(open_data_key(s, &ctx, &up.sse, &up.id)?);
+    drop(open_data_key(s, &ctx, &up.sse, &up.id, None)?);
     let requested = req
         .input
         .multipart_upload
@@ -594,7 +600,7 @@ pub(crate) async fn list_parts(
     )?;
     let up = load_upload(s, &bucket.name, &req.input.upload_id, &key)?;
     // kms:Decrypt as the caller, as AWS requires for ListParts.
-    drop(open_data_key(s, &ctx, &up.sse, &up.id)?);
+    drop(open_data_key(s, &ctx, &up.sse, &up.id, None)?);
     let max = req.input.max_parts.unwrap_or(1000).clamp(0, 1000) as usize;
     let marker: i32 = req.input.part_number_marker.unwrap_or(0);
     let parts: Vec<Part> = parts_of(s, &up.id)?

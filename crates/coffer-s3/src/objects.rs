@@ -46,6 +46,7 @@ fn kms_error(e: ServiceError) -> S3Error {
 
 pub(crate) enum SseChoice {
     S3,
+    Customer(CustomerKey),
     Kms {
         key_id: String,
         bucket_key: bool,
@@ -59,15 +60,92 @@ pub(crate) struct SseRequest<'a> {
     pub ssekms_key_id: Option<&'a String>,
     pub bucket_key_enabled: Option<bool>,
     pub ssekms_encryption_context: Option<&'a String>,
-    pub sse_c: bool,
+    pub sse_c: Option<CustomerKey>,
+}
+
+/// An SSE-C key from a request (never stored, zeroized on drop).
+#[derive(Clone)]
+pub(crate) struct CustomerKey {
+    key: Zeroizing<Vec<u8>>,
+    /// Base64 MD5 of the key, as the client sent it (checked).
+    pub md5: String,
+}
+
+/// Parses and checks SSE-C headers (`…-customer-algorithm`, `…-customer-key`, `…-customer-key-MD5`).
+pub(crate) fn customer_key(
+    s: &Inner,
+    secure: bool,
+    alg: Option<&SSECustomerAlgorithm>,
+    key: Option<&String>,
+    md5: Option<&String>,
+) -> S3Result<Option<CustomerKey>> {
+    if alg.is_none() && key.is_none() && md5.is_none() {
+        return Ok(None);
+    }
+    if s.require_tls_for_sse && !secure {
+        return Err(s3_error!(
+            InvalidRequest,
+            "Requests specifying Server Side Encryption with Customer provided keys must be made over a secure connection."
+        ));
+    }
+    match alg.map(|a| a.as_str()) {
+        Some("AES256") => {}
+        Some(_) => {
+            return Err(s3e(ServiceError::new(
+                "InvalidEncryptionAlgorithmError",
+                400,
+                "The Encryption request you specified is not valid. Supported value: AES256.",
+            )));
+        }
+        None => {
+            return Err(s3_error!(
+                InvalidArgument,
+                "Requests specifying Server Side Encryption with Customer provided keys must provide a valid encryption algorithm."
+            ));
+        }
+    }
+    let raw = key
+        .and_then(|k| B64.decode(k).ok())
+        .filter(|k| k.len() == 32)
+        .map(Zeroizing::new)
+        .ok_or_else(|| {
+            s3_error!(
+                InvalidArgument,
+                "The secret key was invalid for the specified algorithm."
+            )
+        })?;
+    let actual = B64.encode(s3s::crypto::Md5::checksum(&raw));
+    let given = md5.ok_or_else(|| {
+        s3_error!(
+            InvalidArgument,
+            "Requests specifying Server Side Encryption with Customer provided keys must provide an appropriate secret key MD5."
+        )
+    })?;
+    if !coffer_crypto::ct_eq(actual.as_bytes(), given.as_bytes()) {
+        return Err(s3_error!(
+            InvalidArgument,
+            "The calculated MD5 hash of the key did not match the hash that was provided."
+        ));
+    }
+    Ok(Some(CustomerKey {
+        key: raw,
+        md5: actual,
+    }))
+}
+
+fn sse_c_aad(blob_id: &str) -> Vec<u8> {
+    format!("s3-sse-c:{blob_id}").into_bytes()
 }
 
 pub(crate) fn choose_sse(bucket: &Bucket, input: &SseRequest<'_>) -> S3Result<SseChoice> {
-    if input.sse_c {
-        return Err(s3_error!(
-            NotImplemented,
-            "SSE-C is not supported by Coffer yet."
-        ));
+    if let Some(k) = &input.sse_c {
+        if input.server_side_encryption.is_some() || input.ssekms_key_id.is_some() {
+            return Err(s3_error!(
+                InvalidArgument,
+                "Server Side Encryption with Customer provided key is incompatible with the encryption method specified"
+            ));
+        }
+        return Ok(SseChoice::Customer(k.clone()));
     }
     let requested = input
         .server_side_encryption
@@ -354,8 +432,13 @@ pub(crate) async fn put_object(
             ssekms_key_id: req.input.ssekms_key_id.as_ref(),
             bucket_key_enabled: req.input.bucket_key_enabled,
             ssekms_encryption_context: req.input.ssekms_encryption_context.as_ref(),
-            sse_c: req.input.sse_customer_algorithm.is_some()
-                || req.input.sse_customer_key.is_some(),
+            sse_c: customer_key(
+                s,
+                ctx.secure_transport,
+                req.input.sse_customer_algorithm.as_ref(),
+                req.input.sse_customer_key.as_ref(),
+                req.input.sse_customer_key_md5.as_ref(),
+            )?,
         },
     )?;
     if let SseChoice::Kms { key_id, .. } = &sse
@@ -466,6 +549,11 @@ pub(crate) async fn put_object(
         &mut o.server_side_encryption,
         &mut o.ssekms_key_id,
         &mut o.bucket_key_enabled,
+    );
+    set_sse_c_out(
+        &stored_sse,
+        &mut o.sse_customer_algorithm,
+        &mut o.sse_customer_key_md5,
     );
     if let Sse::Kms {
         client_context: Some(c),
@@ -610,12 +698,6 @@ pub(crate) async fn copy_object(
             "Versioning is not supported by Coffer yet."
         ));
     }
-    if i.copy_source_sse_customer_algorithm.is_some() {
-        return Err(s3_error!(
-            NotImplemented,
-            "SSE-C is not supported by Coffer yet."
-        ));
-    }
     let sb = s.bucket(src_bucket)?;
     let src = readable(s, &ctx, &sb, src_key)?;
     check_conditions(
@@ -641,7 +723,13 @@ pub(crate) async fn copy_object(
             ssekms_key_id: i.ssekms_key_id.as_ref(),
             bucket_key_enabled: i.bucket_key_enabled,
             ssekms_encryption_context: i.ssekms_encryption_context.as_ref(),
-            sse_c: i.sse_customer_algorithm.is_some() || i.sse_customer_key.is_some(),
+            sse_c: customer_key(
+                s,
+                ctx.secure_transport,
+                i.sse_customer_algorithm.as_ref(),
+                i.sse_customer_key.as_ref(),
+                i.sse_customer_key_md5.as_ref(),
+            )?,
         },
     )?;
     let mut extra = vec![];
@@ -668,7 +756,14 @@ pub(crate) async fn copy_object(
         ));
     }
     // Decrypt the source as the caller (kms:Decrypt), encrypt the copy (kms:GenerateDataKey).
-    let src_dk = open_data_key(s, &ctx, &src.sse, &src.blob_id)?;
+    let src_ck = customer_key(
+        s,
+        ctx.secure_transport,
+        i.copy_source_sse_customer_algorithm.as_ref(),
+        i.copy_source_sse_customer_key.as_ref(),
+        i.copy_source_sse_customer_key_md5.as_ref(),
+    )?;
+    let src_dk = open_data_key(s, &ctx, &src.sse, &src.blob_id, src_ck.as_ref())?;
     let blob_id = uuid::Uuid::new_v4().simple().to_string();
     let (dk, stored_sse, kms_arn) = new_data_key(s, &ctx, &sse, &blob_id, &arn)?;
     let body = stream_plaintext(s, &src, src_dk, 0, src.size)?;
@@ -760,6 +855,11 @@ pub(crate) async fn copy_object(
         &mut out.ssekms_key_id,
         &mut out.bucket_key_enabled,
     );
+    set_sse_c_out(
+        &stored_sse,
+        &mut out.sse_customer_algorithm,
+        &mut out.sse_customer_key_md5,
+    );
     Ok(S3Response::new(out))
 }
 
@@ -789,6 +889,19 @@ pub(crate) fn set_sse_out(
                 *bucket_key = Some(true);
             }
         }
+        Sse::Customer { .. } => {}
+    }
+}
+
+/// The SSE-C response headers of an SSE-C object.
+pub(crate) fn set_sse_c_out(
+    sse: &Sse,
+    alg: &mut Option<SSECustomerAlgorithm>,
+    md5: &mut Option<String>,
+) {
+    if let Sse::Customer { key_md5, .. } = sse {
+        *alg = Some(SSECustomerAlgorithm::from("AES256".to_string()));
+        *md5 = Some(key_md5.clone());
     }
 }
 
@@ -919,6 +1032,23 @@ pub(crate) fn new_data_key(
                 None,
             ))
         }
+        SseChoice::Customer(ck) => {
+            let mut dk = Zeroizing::new(vec![0u8; 32]);
+            coffer_crypto::random_fill(&mut dk).map_err(|e| s3e(internal(e)))?;
+            let wrapper =
+                coffer_crypto::RootKey::from_bytes(&ck.key).map_err(|e| s3e(internal(e)))?;
+            let wrapped = wrapper
+                .wrap(&sse_c_aad(aad_id), &dk)
+                .map_err(|e| s3e(internal(e)))?;
+            Ok((
+                dk,
+                Sse::Customer {
+                    wrapped_key: B64.encode(wrapped),
+                    key_md5: ck.md5.clone(),
+                },
+                None,
+            ))
+        }
         SseChoice::Kms {
             key_id,
             bucket_key,
@@ -950,6 +1080,30 @@ pub(crate) fn new_data_key(
     }
 }
 
+/// An SSE-C object needs its key (400 without, 403 with another); other objects refuse one.
+pub(crate) fn check_customer(sse: &Sse, customer: Option<&CustomerKey>) -> S3Result<()> {
+    match (sse, customer) {
+        (Sse::Customer { key_md5, .. }, Some(ck)) => {
+            if coffer_crypto::ct_eq(key_md5.as_bytes(), ck.md5.as_bytes()) {
+                Ok(())
+            } else {
+                Err(access_denied(
+                    "The SSE-C key provided does not match the key the object was encrypted with.",
+                ))
+            }
+        }
+        (Sse::Customer { .. }, None) => Err(s3_error!(
+            InvalidRequest,
+            "The object was stored using a form of Server Side Encryption. The correct parameters must be provided to retrieve the object."
+        )),
+        (_, Some(_)) => Err(s3_error!(
+            InvalidRequest,
+            "The encryption parameters are not applicable to this object."
+        )),
+        (_, None) => Ok(()),
+    }
+}
+
 /// Opens a data key as the caller (`kms:Decrypt` for SSE-KMS). `blob_id` is the AAD id of
 /// SSE-S3 keys stored before `aad_id` existed.
 pub(crate) fn open_data_key(
@@ -957,8 +1111,21 @@ pub(crate) fn open_data_key(
     ctx: &RequestContext,
     sse: &Sse,
     blob_id: &str,
+    customer: Option<&CustomerKey>,
 ) -> S3Result<Zeroizing<Vec<u8>>> {
+    check_customer(sse, customer)?;
     match sse {
+        Sse::Customer { wrapped_key, .. } => {
+            let ck = customer.ok_or_else(|| s3e(internal("checked above")))?;
+            let w = B64.decode(wrapped_key).map_err(|e| s3e(internal(e)))?;
+            let wrapper =
+                coffer_crypto::RootKey::from_bytes(&ck.key).map_err(|e| s3e(internal(e)))?;
+            wrapper.unwrap(&sse_c_aad(blob_id), &w).map_err(|_| {
+                access_denied(
+                    "The SSE-C key provided does not match the key the object was encrypted with.",
+                )
+            })
+        }
         Sse::S3 {
             wrapped_key,
             aad_id,
@@ -1004,7 +1171,14 @@ pub(crate) async fn get_object(
             "GetObject with partNumber is not supported by Coffer yet."
         ));
     }
-    let dk = open_data_key(s, &ctx, &o.sse, &o.blob_id)?;
+    let ck = customer_key(
+        s,
+        ctx.secure_transport,
+        i.sse_customer_algorithm.as_ref(),
+        i.sse_customer_key.as_ref(),
+        i.sse_customer_key_md5.as_ref(),
+    )?;
+    let dk = open_data_key(s, &ctx, &o.sse, &o.blob_id, ck.as_ref())?;
     let range = match &i.range {
         None => None,
         Some(r) => Some(r.check(o.size).map_err(|_| {
@@ -1061,6 +1235,11 @@ pub(crate) async fn get_object(
         &mut out.server_side_encryption,
         &mut out.ssekms_key_id,
         &mut out.bucket_key_enabled,
+    );
+    set_sse_c_out(
+        &o.sse,
+        &mut out.sse_customer_algorithm,
+        &mut out.sse_customer_key_md5,
     );
     if i.checksum_mode
         .as_ref()
@@ -1172,6 +1351,14 @@ pub(crate) async fn head_object(
         i.if_modified_since.as_ref(),
         i.if_unmodified_since.as_ref(),
     )?;
+    let ck = customer_key(
+        s,
+        ctx.secure_transport,
+        i.sse_customer_algorithm.as_ref(),
+        i.sse_customer_key.as_ref(),
+        i.sse_customer_key_md5.as_ref(),
+    )?;
+    check_customer(&o.sse, ck.as_ref())?;
     let mut out = HeadObjectOutput {
         content_length: Some(o.size as i64),
         accept_ranges: Some("bytes".into()),
@@ -1195,6 +1382,11 @@ pub(crate) async fn head_object(
         &mut out.server_side_encryption,
         &mut out.ssekms_key_id,
         &mut out.bucket_key_enabled,
+    );
+    set_sse_c_out(
+        &o.sse,
+        &mut out.sse_customer_algorithm,
+        &mut out.sse_customer_key_md5,
     );
     Ok(S3Response::new(out))
 }
