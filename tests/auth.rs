@@ -381,7 +381,7 @@ fn s3_answers_after_auth_with_s3_errors_and_ids() {
     let root = Creds::root();
     // Operations Coffer does not implement yet answer NotImplemented, never a fake success.
     for path in [
-        "/bucket?versioning",
+        "/bucket?replication",
         "/bucket?lifecycle",
         "/bucket/some/key.txt?acl",
     ] {

@@ -362,7 +362,7 @@ def test_kms_operations_never_fake_success(server):
 def test_unimplemented_s3_operations_say_so(server):
     # a fresh client (connection pool) per call: see test_early_response_announces_connection_close
     calls = [
-        lambda s3: s3.get_bucket_versioning(Bucket="e2e-bucket"),
+        lambda s3: s3.get_bucket_replication(Bucket="e2e-bucket"),
         lambda s3: s3.get_bucket_lifecycle_configuration(Bucket="e2e-bucket"),
         lambda s3: s3.get_object_acl(Bucket="e2e-bucket", Key="k"),
     ]

@@ -1441,7 +1441,7 @@ def test_not_implemented(server, s3, bucket):
         "NotImplemented", "Multipart uploads with SSE-C are not supported by Coffer yet.", 501,
     )
     for call in (
-        lambda c: c.get_bucket_versioning(Bucket=bucket),
+        lambda c: c.get_bucket_replication(Bucket=bucket),
         lambda c: c.get_bucket_lifecycle_configuration(Bucket=bucket),
         lambda c: c.get_object_acl(Bucket=bucket, Key="k"),
     ):

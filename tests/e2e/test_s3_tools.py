@@ -150,3 +150,17 @@ def test_existing_object_tag_condition(server, make_user):
     with pytest.raises(us3.exceptions.ClientError) as e:
         us3.get_object(Bucket=bucket, Key="secret.txt")
     assert e.value.response["Error"]["Code"] == "AccessDenied"
+
+
+def test_bucket_versioning_status(server):
+    s3 = server.client_for("s3", ROOT)
+    bucket = uid("ver")
+    s3.create_bucket(Bucket=bucket)
+    # never configured: no Status, as AWS
+    assert "Status" not in s3.get_bucket_versioning(Bucket=bucket)
+    s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Suspended"})
+    assert s3.get_bucket_versioning(Bucket=bucket)["Status"] == "Suspended"
+    with pytest.raises(s3.exceptions.ClientError) as e:
+        s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    assert e.value.response["Error"]["Code"] == "NotImplemented"
+    assert s3.get_bucket_versioning(Bucket=bucket)["Status"] == "Suspended"

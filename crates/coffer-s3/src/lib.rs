@@ -356,6 +356,7 @@ impl S3 for CofferS3 {
             encryption: None,
             policy: None,
             tags: vec![],
+            versioning: None,
         };
         let account = ctx.principal.account.clone();
         s.tx(|t| {
@@ -774,6 +775,73 @@ impl S3 for CofferS3 {
         req: S3Request<CopyObjectInput>,
     ) -> S3Result<S3Response<CopyObjectOutput>> {
         objects::copy_object(&self.0, req).await
+    }
+
+    async fn get_bucket_versioning(
+        &self,
+        req: S3Request<GetBucketVersioningInput>,
+    ) -> S3Result<S3Response<GetBucketVersioningOutput>> {
+        let s = &self.0;
+        let ctx = s.context(&req)?;
+        let b = s.bucket(&req.input.bucket)?;
+        s.authorize(
+            &ctx,
+            "s3:GetBucketVersioning",
+            &format!("arn:aws:s3:::{}", b.name),
+            Some(&b),
+            &[],
+        )?;
+        Ok(S3Response::new(GetBucketVersioningOutput {
+            status: b.versioning.clone().map(BucketVersioningStatus::from),
+            mfa_delete: None,
+        }))
+    }
+
+    async fn put_bucket_versioning(
+        &self,
+        req: S3Request<PutBucketVersioningInput>,
+    ) -> S3Result<S3Response<PutBucketVersioningOutput>> {
+        let s = &self.0;
+        let ctx = s.context(&req)?;
+        let b = s.bucket(&req.input.bucket)?;
+        s.authorize(
+            &ctx,
+            "s3:PutBucketVersioning",
+            &format!("arn:aws:s3:::{}", b.name),
+            Some(&b),
+            &[],
+        )?;
+        let status = req
+            .input
+            .versioning_configuration
+            .status
+            .as_ref()
+            .map(|v| v.as_str().to_string());
+        match status.as_deref() {
+            // Suspended is what an unversioned bucket does: objects keep the single "null" version.
+            Some("Suspended") => {}
+            Some("Enabled") => {
+                return Err(s3_error!(
+                    NotImplemented,
+                    "Object versioning is not supported by Coffer yet."
+                ));
+            }
+            _ => {
+                return Err(s3_error!(
+                    MalformedXML,
+                    "The XML you provided was not well-formed or did not validate against our published schema"
+                ));
+            }
+        }
+        let name = b.name.clone();
+        s.tx(|t| {
+            if let Some(mut b) = get_json::<Bucket>(t, NS_BUCKET, &name).map_err(internal)? {
+                b.versioning = status.clone();
+                put_json(t, NS_BUCKET, &name, &b).map_err(internal)?;
+            }
+            Ok(())
+        })?;
+        Ok(S3Response::new(PutBucketVersioningOutput {}))
     }
 
     async fn put_object_tagging(

@@ -30,6 +30,10 @@ pub struct Bucket {
     pub policy: Option<String>,
     #[serde(default)]
     pub tags: Vec<(String, String)>,
+    /// `Suspended` once set so; `None` when versioning was never configured. (Enabling versioning
+    /// is not supported yet.)
+    #[serde(default)]
+    pub versioning: Option<String>,
 }
 
 /// How an object's data key is kept.
