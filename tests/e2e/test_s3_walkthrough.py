@@ -172,9 +172,12 @@ def test_walkthrough(new_server, tmp_path):
     local.write_bytes(FILE_TEXT)  # echo "kms encryption test file" > encryption-test-file.txt
     out = ok(srv, ["s3", "cp", str(local), f"s3://{bucket}/"])
     assert re.search(rf"^upload: \S*{FILE_NAME} to s3://{bucket}/{FILE_NAME}$", out, re.M), out
-    big = os.urandom(3 * 1024 * 1024 + 12345)  # single PUT (the CLI goes multipart from 8 MiB)
+    big = os.urandom(12 * 1024 * 1024 + 12345)  # over 8 MiB: the CLI goes multipart, with its default checksums
     (tmp_path / "random.bin").write_bytes(big)
     ok(srv, ["s3", "cp", str(tmp_path / "random.bin"), f"s3://{bucket}/data/random.bin"])
+    big_head = ok(srv, ["s3api", "head-object", "--bucket", bucket, "--key", "data/random.bin"])
+    assert big_head["ETag"].strip('"').endswith("-2"), big_head  # it went multipart (8 MiB parts)
+    assert big_head["SSEKMSKeyId"] == key_arn
 
     head = ok(srv, ["s3api", "head-object", "--bucket", bucket, "--key", FILE_NAME])
     assert head["ServerSideEncryption"] == "aws:kms"
