@@ -164,3 +164,41 @@ def test_bucket_versioning_status(server):
         s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
     assert e.value.response["Error"]["Code"] == "NotImplemented"
     assert s3.get_bucket_versioning(Bucket=bucket)["Status"] == "Suspended"
+
+
+def test_crash_mid_upload_leaves_nothing_visible_and_is_swept(new_server):
+    """kill -9 while a PUT streams: after restart the object does not exist, the old version (if
+    any) is intact, and the interrupted blob is swept from the data dir."""
+    import socket
+    import time
+
+    import botocore.auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    srv = new_server()
+    s3 = srv.client_for("s3", ROOT)
+    bucket = uid("crash")
+    s3.create_bucket(Bucket=bucket)
+    s3.put_object(Bucket=bucket, Key="obj", Body=b"old version")
+    # A signed PUT of 8 MiB whose body we only half send.
+    size = 8 * 1024 * 1024
+    url = f"{srv.endpoint}/{bucket}/obj"
+    req = AWSRequest(method="PUT", url=url, headers={"x-amz-content-sha256": "UNSIGNED-PAYLOAD", "Content-Length": str(size)})
+    botocore.auth.S3SigV4Auth(Credentials(ROOT.key, ROOT.secret), "s3", "us-east-1").add_auth(req)
+    host, port = srv.host.rsplit(":", 1)
+    c = socket.create_connection((host, int(port)), timeout=5)
+    head = f"PUT /{bucket}/obj HTTP/1.1\r\nHost: {srv.host}\r\n" + "".join(f"{k}: {v}\r\n" for k, v in req.headers.items()) + "\r\n"
+    c.sendall(head.encode())
+    c.sendall(os.urandom(size // 2))
+    time.sleep(0.5)
+    tmp = srv.data_dir / "tmp"
+    assert any(tmp.iterdir()), "the upload in progress should be in tmp/"
+    srv.kill()
+    c.close()
+    srv.start()
+    s3 = srv.client_for("s3", ROOT)
+    assert s3.get_object(Bucket=bucket, Key="obj")["Body"].read() == b"old version"
+    assert not any(tmp.iterdir()), list(tmp.iterdir())
+    blobs = [f for f in (srv.data_dir / "blobs").rglob("*") if f.is_file()]
+    assert len(blobs) == 1, blobs  # only the old version's blob
