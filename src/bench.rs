@@ -117,19 +117,16 @@ async fn send(
         req.push_str("\r\n");
     }
     req.push_str("\r\n");
-    conn.write_all(req.as_bytes())
-        .await
-        .map_err(|e| e.to_string())?;
-    conn.write_all(&call.body)
-        .await
-        .map_err(|e| e.to_string())?;
+    let ctx = |e: std::io::Error| format!("{} {}: {e}", call.method, call.path);
+    conn.write_all(req.as_bytes()).await.map_err(ctx)?;
+    conn.write_all(&call.body).await.map_err(ctx)?;
     // Read headers, then exactly content-length bytes.
     let mut buf = Vec::with_capacity(1024);
     let mut tmp = vec![0u8; 256 * 1024];
     let header_end = loop {
-        let n = conn.read(&mut tmp).await.map_err(|e| e.to_string())?;
+        let n = conn.read(&mut tmp).await.map_err(ctx)?;
         if n == 0 {
-            return Err("connection closed".into());
+            return Err(format!("{} {}: connection closed", call.method, call.path));
         }
         buf.extend_from_slice(&tmp[..n]);
         if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
@@ -154,9 +151,9 @@ async fn send(
         Vec::new()
     };
     while got < len {
-        let n = conn.read(&mut tmp).await.map_err(|e| e.to_string())?;
+        let n = conn.read(&mut tmp).await.map_err(ctx)?;
         if n == 0 {
-            return Err("connection closed".into());
+            return Err(format!("{} {}: connection closed", call.method, call.path));
         }
         got += n as u64;
         if keep {

@@ -180,7 +180,8 @@ def test_crash_mid_upload_leaves_nothing_visible_and_is_swept(new_server):
     s3 = srv.client_for("s3", ROOT)
     bucket = uid("crash")
     s3.create_bucket(Bucket=bucket)
-    s3.put_object(Bucket=bucket, Key="obj", Body=b"old version")
+    old = os.urandom(200 * 1024)  # large enough to live in a blob file (small ones stay inline)
+    s3.put_object(Bucket=bucket, Key="obj", Body=old)
     # A signed PUT of 8 MiB whose body we only half send.
     size = 8 * 1024 * 1024
     url = f"{srv.endpoint}/{bucket}/obj"
@@ -198,7 +199,7 @@ def test_crash_mid_upload_leaves_nothing_visible_and_is_swept(new_server):
     c.close()
     srv.start()
     s3 = srv.client_for("s3", ROOT)
-    assert s3.get_object(Bucket=bucket, Key="obj")["Body"].read() == b"old version"
+    assert s3.get_object(Bucket=bucket, Key="obj")["Body"].read() == old
     assert not any(tmp.iterdir()), list(tmp.iterdir())
     blobs = [f for f in (srv.data_dir / "blobs").rglob("*") if f.is_file()]
     assert len(blobs) == 1, blobs  # only the old version's blob

@@ -859,8 +859,9 @@ impl App {
                     Some(b) => Body::from(b),
                     None => Body::from(body_bytes),
                 };
-                // An error may be answered before the body was read (auth, policy, missing
-                // bucket): then the connection cannot be reused.
+                // s3s reads the body; but an error may be answered before it was read (auth,
+                // policy, missing bucket): then the connection cannot be reused.
+                reply.close = false;
                 let had_body = has_body(&parts.headers);
                 let mut r = self.s3_call(parts, body, peer, &reply).await;
                 if had_body && r.status().as_u16() >= 400 {

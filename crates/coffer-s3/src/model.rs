@@ -92,6 +92,10 @@ pub struct Object {
     /// Multipart objects: the parts' blobs in order (then `blob_id` is empty).
     #[serde(default)]
     pub parts: Vec<PartBlob>,
+    /// Small objects: the ciphertext itself (base64), in the same segment format, bound to
+    /// `blob_id`; no blob file exists then.
+    #[serde(default)]
+    pub inline: Option<String>,
     #[serde(default)]
     pub tags: Vec<(String, String)>,
 }
@@ -103,9 +107,11 @@ pub struct PartBlob {
 }
 
 impl Object {
-    /// The blobs holding the body, in order, with their plaintext sizes.
+    /// The blob files holding the body, in order, with their plaintext sizes (none when inline).
     pub fn blobs(&self) -> Vec<PartBlob> {
-        if self.parts.is_empty() {
+        if self.inline.is_some() {
+            vec![]
+        } else if self.parts.is_empty() {
             vec![PartBlob {
                 blob_id: self.blob_id.clone(),
                 size: self.size,

@@ -169,6 +169,7 @@ pub(crate) async fn upload_part(
     let blob_id = uuid::Uuid::new_v4().simple().to_string();
     let body = BodyIn {
         need_md5: matches!(up.sse, crate::model::Sse::S3 { .. }),
+        allow_inline: false,
         body: req.input.body.take(),
         content_length: req.input.content_length,
         content_md5: req.input.content_md5.clone(),
@@ -196,6 +197,7 @@ pub(crate) async fn upload_part(
         size,
         etag: md5,
         checksums,
+        ..
     } = ingest(s, &blob_id, &dk, body).await?;
     drop(dk);
     store_part(s, &up, number, &blob_id, size, &md5, &checksums)?;
@@ -347,6 +349,7 @@ pub(crate) async fn upload_part_copy(
         size,
         etag: md5,
         checksums,
+        ..
     } = ingest(
         s,
         &blob_id,
@@ -356,6 +359,7 @@ pub(crate) async fn upload_part_copy(
             content_length: Some((end - start) as i64),
             content_md5: None,
             need_md5: matches!(up.sse, crate::model::Sse::S3 { .. }),
+            allow_inline: false,
             provided: Default::default(),
             algorithm: up.checksum_algorithm.clone(),
             trailer: None,
@@ -483,6 +487,7 @@ pub(crate) async fn complete(
             })
             .collect(),
         tags: up.tags.clone(),
+        inline: None,
     };
     let keep: std::collections::HashSet<&str> = chosen.iter().map(|p| p.blob_id.as_str()).collect();
     let unused: Vec<String> = stored

@@ -20,6 +20,9 @@ use zeroize::Zeroizing;
 const MAX_PUT: u64 = 5 << 30;
 /// Ciphertext is written to the blob in batches of about this size.
 const WRITE_BATCH: usize = 1 << 20;
+/// Objects whose ciphertext is at most this size are kept in the metadata row itself: one durable
+/// commit instead of a file write, two fsyncs and a rename.
+const INLINE_MAX: usize = 64 * 1024;
 
 fn object_arn(bucket: &str, key: &str) -> String {
     format!("arn:aws:s3:::{bucket}/{key}")
@@ -242,6 +245,8 @@ pub(crate) struct BodyIn {
     pub body: Option<StreamingBlob>,
     pub content_length: Option<i64>,
     pub content_md5: Option<String>,
+    /// A small result may be returned inline instead of as a blob (objects; not parts).
+    pub allow_inline: bool,
     /// Compute the MD5 (the ETag of SSE-S3 objects and parts). MD5 costs about 2 s of CPU per
     /// GiB, so it is computed only where AWS's ETag is the MD5, or to check a Content-MD5.
     pub need_md5: bool,
@@ -261,6 +266,8 @@ pub(crate) struct Ingested {
     pub etag: [u8; 16],
     /// (algorithm, base64) for every checksum computed.
     pub checksums: Vec<(String, String)>,
+    /// The ciphertext, when small enough to live in the metadata row (then no blob exists).
+    pub inline: Option<Vec<u8>>,
 }
 
 /// Streams a body through MD5, the checksums and the segment encryptor into blob `blob_id`,
@@ -294,7 +301,8 @@ pub(crate) async fn ingest(
     if wants(4) {
         sums.crc64nvme = Some(Default::default());
     }
-    let mut writer = s.blobs.create(blob_id).map_err(|e| s3e(internal(e)))?;
+    // The blob file is created once the ciphertext outgrows what may stay inline.
+    let mut writer: Option<Box<dyn coffer_store::BlobWriter>> = None;
     let mut enc = Encryptor::new(data_key, blob_id.as_bytes(), segment::DEFAULT_SEGMENT)
         .map_err(|e| s3e(internal(e)))?;
     let mut md5 = (b.need_md5 || b.content_md5.is_some()).then(s3s::crypto::Md5::new);
@@ -323,13 +331,26 @@ pub(crate) async fn ingest(
             sums.update(&chunk);
             enc.push(&chunk, &mut out).map_err(|e| s3e(internal(e)))?;
             if out.len() >= WRITE_BATCH {
-                writer.write_all(&out).map_err(|e| s3e(internal(e)))?;
+                let w = match &mut writer {
+                    Some(w) => w,
+                    None => writer.insert(s.blobs.create(blob_id).map_err(|e| s3e(internal(e)))?),
+                };
+                w.write_all(&out).map_err(|e| s3e(internal(e)))?;
                 out.clear();
             }
         }
     }
     enc.finish(&mut out).map_err(|e| s3e(internal(e)))?;
-    writer.write_all(&out).map_err(|e| s3e(internal(e)))?;
+    let inline = if writer.is_none() && b.allow_inline && out.len() <= INLINE_MAX {
+        Some(std::mem::take(&mut out))
+    } else {
+        let w = match &mut writer {
+            Some(w) => w,
+            None => writer.insert(s.blobs.create(blob_id).map_err(|e| s3e(internal(e)))?),
+        };
+        w.write_all(&out).map_err(|e| s3e(internal(e)))?;
+        None
+    };
     drop(out);
     if let Some(len) = b.content_length
         && len as u64 != size
@@ -396,14 +417,17 @@ pub(crate) async fn ingest(
         }
     }
     // Durable before visible: fsync and rename the blob; the caller then commits the metadata.
-    tokio::task::spawn_blocking(move || writer.commit())
-        .await
-        .map_err(|e| s3e(internal(e)))?
-        .map_err(|e| s3e(internal(e)))?;
+    if let Some(w) = writer {
+        tokio::task::spawn_blocking(move || w.commit())
+            .await
+            .map_err(|e| s3e(internal(e)))?
+            .map_err(|e| s3e(internal(e)))?;
+    }
     Ok(Ingested {
         size,
         etag: digest,
         checksums,
+        inline,
     })
 }
 
@@ -487,6 +511,7 @@ pub(crate) async fn put_object(
     let (data_key, stored_sse, kms_arn) = new_data_key(s, &ctx, &sse, &blob_id, &arn)?;
     let body_in = BodyIn {
         need_md5: matches!(stored_sse, Sse::S3 { .. }),
+        allow_inline: true,
         body: req.input.body.take(),
         content_length: req.input.content_length,
         content_md5: req.input.content_md5.clone(),
@@ -513,6 +538,7 @@ pub(crate) async fn put_object(
         size,
         etag: digest,
         checksums,
+        inline,
     } = ingest(s, &blob_id, &data_key, body_in).await?;
     let etag = quoted_etag(&digest);
     let obj = Object {
@@ -536,6 +562,7 @@ pub(crate) async fn put_object(
             .unwrap_or_default(),
         checksums: checksums.clone(),
         parts: vec![],
+        inline: inline.map(|c| B64.encode(c)),
         tags,
     };
     commit_object(s, &bucket.name, &obj)?;
@@ -776,6 +803,7 @@ pub(crate) async fn copy_object(
             content_length: Some(src.size as i64),
             content_md5: None,
             need_md5: matches!(stored_sse, Sse::S3 { .. }),
+            allow_inline: true,
             provided: Default::default(),
             algorithm: i
                 .checksum_algorithm
@@ -826,6 +854,7 @@ pub(crate) async fn copy_object(
         metadata: md,
         checksums: ingested.checksums,
         parts: vec![],
+        inline: ingested.inline.map(|c| B64.encode(c)),
         tags: if i
             .tagging_directive
             .as_ref()
@@ -1274,6 +1303,9 @@ pub(crate) fn stream_plaintext(
     start: u64,
     end: u64,
 ) -> S3Result<StreamingBlob> {
+    if let Some(ct) = &o.inline {
+        return inline_plaintext(o, ct, &dk, start, end);
+    }
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
     // The blobs overlapping the range, with their decryptors and the range within each.
     let mut plan = vec![];
@@ -1334,6 +1366,49 @@ pub(crate) fn stream_plaintext(
     let stream =
         futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|i| (i, rx)) });
     Ok(StreamingBlob::wrap(stream))
+}
+
+/// Plaintext bytes `start..end` of an object kept inline (small: decrypted at once, only the
+/// segments the range covers).
+fn inline_plaintext(
+    o: &Object,
+    ct_b64: &str,
+    dk: &[u8],
+    start: u64,
+    end: u64,
+) -> S3Result<StreamingBlob> {
+    let mut ct = B64.decode(ct_b64).map_err(|e| s3e(internal(e)))?;
+    let dec = Decryptor::new(dk, o.blob_id.as_bytes(), &ct).map_err(|e| s3e(internal(e)))?;
+    let layout = Layout {
+        segment_size: dec.segment_size(),
+        plaintext_len: o.size,
+    };
+    let mut out = Vec::with_capacity((end - start) as usize);
+    if start < end {
+        let seg = layout.segment_size as u64;
+        for i in layout.segments_for(start, end - 1) {
+            let off = layout.segment_offset(i) as usize;
+            let n = layout.segment_ct_len(i);
+            let buf = ct
+                .get_mut(off..off + n)
+                .ok_or_else(|| s3e(internal("inline object truncated")))?;
+            let pt = dec
+                .open_segment(i, i + 1 == layout.segments(), buf)
+                .map_err(|_| {
+                    tracing::warn!(
+                        segment = i,
+                        "stored object data failed authentication: refusing to serve it"
+                    );
+                    s3e(internal("object data failed authentication"))
+                })?;
+            let seg_start = i * seg;
+            let from = start.saturating_sub(seg_start) as usize;
+            let to = ((end - seg_start).min(pt.len() as u64)) as usize;
+            out.extend_from_slice(&pt[from..to]);
+        }
+    }
+    let item: Result<Bytes, std::io::Error> = Ok(Bytes::from(out));
+    Ok(StreamingBlob::wrap(futures::stream::iter([item])))
 }
 
 pub(crate) async fn head_object(
