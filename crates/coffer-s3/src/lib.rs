@@ -3,6 +3,22 @@
 //! policy engine (identity policies and bucket policies), and KMS called *as the caller* through
 //! `DataKeyProvider` with `kms:ViaService` set.
 
+/// Sets the `checksum_*` fields of an S3 output from stored `(algorithm, base64)` pairs.
+macro_rules! set_checksums {
+    ($out:expr, $sums:expr) => {
+        for (alg, v) in $sums {
+            let v = v.clone();
+            match alg.as_str() {
+                "CRC32" => $out.checksum_crc32 = Some(v),
+                "CRC32C" => $out.checksum_crc32c = Some(v),
+                "SHA1" => $out.checksum_sha1 = Some(v),
+                "SHA256" => $out.checksum_sha256 = Some(v),
+                _ => $out.checksum_crc64nvme = Some(v),
+            }
+        }
+    };
+}
+
 pub mod model;
 mod multipart;
 mod objects;
@@ -238,6 +254,24 @@ impl Inner {
             .authorize(ctx, action, resource, policy.as_ref(), &c)
             .map_err(s3e)?
             .map_err(|d| access_denied(d.message(true)))
+    }
+
+    /// Changes a bucket's record in one transaction (`NoSuchBucket` if it went away).
+    pub(crate) fn update_bucket(&self, bucket: &str, f: impl Fn(&mut Bucket)) -> S3Result<()> {
+        self.tx(|t| {
+            let mut b: Bucket = get_json(t, NS_BUCKET, bucket)
+                .map_err(internal)?
+                .ok_or_else(|| {
+                    ServiceError::new("NoSuchBucket", 404, "The specified bucket does not exist")
+                })?;
+            f(&mut b);
+            put_json(t, NS_BUCKET, bucket, &b).map_err(internal)
+        })
+    }
+
+    /// `arn:aws:s3:::bucket/key`.
+    pub(crate) fn object_arn(bucket: &str, key: &str) -> String {
+        format!("arn:aws:s3:::{bucket}/{key}")
     }
 
     pub(crate) fn tx(
@@ -557,16 +591,7 @@ impl S3 for CofferS3 {
                 ));
             }
         };
-        let name = b.name.clone();
-        s.tx(|t| {
-            let mut b: Bucket = get_json(t, NS_BUCKET, &name)
-                .map_err(internal)?
-                .ok_or_else(|| {
-                    ServiceError::new("NoSuchBucket", 404, "The specified bucket does not exist")
-                })?;
-            b.encryption = Some(enc.clone());
-            put_json(t, NS_BUCKET, &name, &b).map_err(internal)
-        })?;
+        s.update_bucket(&b.name, |b| b.encryption = Some(enc.clone()))?;
         Ok(S3Response::new(PutBucketEncryptionOutput {}))
     }
 
@@ -617,14 +642,7 @@ impl S3 for CofferS3 {
             Some(&b),
             &[],
         )?;
-        let name = b.name.clone();
-        s.tx(|t| {
-            if let Some(mut b) = get_json::<Bucket>(t, NS_BUCKET, &name).map_err(internal)? {
-                b.encryption = None;
-                put_json(t, NS_BUCKET, &name, &b).map_err(internal)?;
-            }
-            Ok(())
-        })?;
+        s.update_bucket(&b.name, |b| b.encryption = None)?;
         Ok(S3Response::with_status(
             DeleteBucketEncryptionOutput {},
             http::StatusCode::NO_CONTENT,
@@ -655,14 +673,7 @@ impl S3 for CofferS3 {
         }
         Policy::parse_bucket_policy(&doc)
             .map_err(|e| s3e(ServiceError::new("MalformedPolicy", 400, e.message)))?;
-        let name = b.name.clone();
-        s.tx(|t| {
-            if let Some(mut b) = get_json::<Bucket>(t, NS_BUCKET, &name).map_err(internal)? {
-                b.policy = Some(doc.clone());
-                put_json(t, NS_BUCKET, &name, &b).map_err(internal)?;
-            }
-            Ok(())
-        })?;
+        s.update_bucket(&b.name, |b| b.policy = Some(doc.clone()))?;
         Ok(S3Response::with_status(
             PutBucketPolicyOutput {},
             http::StatusCode::NO_CONTENT,
@@ -707,14 +718,7 @@ impl S3 for CofferS3 {
             Some(&b),
             &[],
         )?;
-        let name = b.name.clone();
-        s.tx(|t| {
-            if let Some(mut b) = get_json::<Bucket>(t, NS_BUCKET, &name).map_err(internal)? {
-                b.policy = None;
-                put_json(t, NS_BUCKET, &name, &b).map_err(internal)?;
-            }
-            Ok(())
-        })?;
+        s.update_bucket(&b.name, |b| b.policy = None)?;
         Ok(S3Response::with_status(
             DeleteBucketPolicyOutput {},
             http::StatusCode::NO_CONTENT,
@@ -833,14 +837,7 @@ impl S3 for CofferS3 {
                 ));
             }
         }
-        let name = b.name.clone();
-        s.tx(|t| {
-            if let Some(mut b) = get_json::<Bucket>(t, NS_BUCKET, &name).map_err(internal)? {
-                b.versioning = status.clone();
-                put_json(t, NS_BUCKET, &name, &b).map_err(internal)?;
-            }
-            Ok(())
-        })?;
+        s.update_bucket(&b.name, |b| b.versioning = status.clone())?;
         Ok(S3Response::new(PutBucketVersioningOutput {}))
     }
 

@@ -27,10 +27,6 @@ fn no_such_upload() -> s3s::S3Error {
     e
 }
 
-fn object_arn(bucket: &str, key: &str) -> String {
-    format!("arn:aws:s3:::{bucket}/{key}")
-}
-
 fn load_upload(s: &Inner, bucket: &str, upload_id: &str, key: &str) -> S3Result<Upload> {
     get_json::<Upload>(&*s.store, NS_UPLOAD, &upload_key(bucket, upload_id, key))
         .map_err(|e| s3e(internal(e)))?
@@ -60,7 +56,7 @@ pub(crate) async fn create(
     if key.is_empty() || key.len() > 1024 {
         return Err(s3_error!(KeyTooLongError, "Your key is too long"));
     }
-    let arn = object_arn(&bucket.name, &key);
+    let arn = Inner::object_arn(&bucket.name, &key);
     let sse = choose_sse(
         &bucket,
         &SseRequest {
@@ -159,7 +155,7 @@ pub(crate) async fn upload_part(
     s.authorize(
         &ctx,
         "s3:PutObject",
-        &object_arn(&bucket.name, &key),
+        &Inner::object_arn(&bucket.name, &key),
         Some(&bucket),
         &[],
     )?;
@@ -212,15 +208,7 @@ pub(crate) async fn upload_part(
         &mut out.ssekms_key_id,
         &mut out.bucket_key_enabled,
     );
-    for (alg, v) in checksums {
-        match alg.as_str() {
-            "CRC32" => out.checksum_crc32 = Some(v),
-            "CRC32C" => out.checksum_crc32c = Some(v),
-            "SHA1" => out.checksum_sha1 = Some(v),
-            "SHA256" => out.checksum_sha256 = Some(v),
-            _ => out.checksum_crc64nvme = Some(v),
-        }
-    }
+    set_checksums!(out, &checksums);
     Ok(S3Response::new(out))
 }
 
@@ -301,7 +289,7 @@ pub(crate) async fn upload_part_copy(
     s.authorize(
         &ctx,
         "s3:PutObject",
-        &object_arn(&bucket.name, &i.key),
+        &Inner::object_arn(&bucket.name, &i.key),
         Some(&bucket),
         &[],
     )?;
@@ -397,7 +385,7 @@ pub(crate) async fn complete(
     s.authorize(
         &ctx,
         "s3:PutObject",
-        &object_arn(&bucket.name, &key),
+        &Inner::object_arn(&bucket.name, &key),
         Some(&bucket),
         &[],
     )?;
@@ -545,7 +533,7 @@ pub(crate) async fn abort(
     s.authorize(
         &ctx,
         "s3:AbortMultipartUpload",
-        &object_arn(&bucket.name, &key),
+        &Inner::object_arn(&bucket.name, &key),
         Some(&bucket),
         &[],
     )?;
@@ -577,15 +565,7 @@ fn part_out(p: &Part) -> s3s::dto::Part {
         last_modified: Some(timestamp(p.last_modified)),
         ..Default::default()
     };
-    for (alg, v) in &p.checksums {
-        match alg.as_str() {
-            "CRC32" => o.checksum_crc32 = Some(v.clone()),
-            "CRC32C" => o.checksum_crc32c = Some(v.clone()),
-            "SHA1" => o.checksum_sha1 = Some(v.clone()),
-            "SHA256" => o.checksum_sha256 = Some(v.clone()),
-            _ => o.checksum_crc64nvme = Some(v.clone()),
-        }
-    }
+    set_checksums!(o, &p.checksums);
     o
 }
 
@@ -599,7 +579,7 @@ pub(crate) async fn list_parts(
     s.authorize(
         &ctx,
         "s3:ListMultipartUploadParts",
-        &object_arn(&bucket.name, &key),
+        &Inner::object_arn(&bucket.name, &key),
         Some(&bucket),
         &[],
     )?;

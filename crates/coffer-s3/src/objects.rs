@@ -24,10 +24,6 @@ const WRITE_BATCH: usize = 1 << 20;
 /// commit instead of a file write, two fsyncs and a rename.
 const INLINE_MAX: usize = 64 * 1024;
 
-fn object_arn(bucket: &str, key: &str) -> String {
-    format!("arn:aws:s3:::{bucket}/{key}")
-}
-
 /// The caller acting through S3 on KMS: `kms:ViaService`, no source address.
 fn via_s3(s: &Inner, ctx: &RequestContext) -> RequestContext {
     RequestContext {
@@ -441,7 +437,7 @@ pub(crate) async fn put_object(
     if key.is_empty() || key.len() > 1024 {
         return Err(s3_error!(KeyTooLongError, "Your key is too long"));
     }
-    let arn = object_arn(&bucket.name, &key);
+    let arn = Inner::object_arn(&bucket.name, &key);
     let mut extra = vec![];
     if let Some(e) = &req.input.server_side_encryption {
         extra.push((
@@ -589,15 +585,7 @@ pub(crate) async fn put_object(
     {
         o.ssekms_encryption_context = Some(c.clone());
     }
-    for (alg, v) in checksums {
-        match alg.as_str() {
-            "CRC32" => o.checksum_crc32 = Some(v),
-            "CRC32C" => o.checksum_crc32c = Some(v),
-            "SHA1" => o.checksum_sha1 = Some(v),
-            "SHA256" => o.checksum_sha256 = Some(v),
-            _ => o.checksum_crc64nvme = Some(v),
-        }
-    }
+    set_checksums!(o, &checksums);
     Ok(S3Response::new(o))
 }
 
@@ -666,7 +654,7 @@ pub(crate) async fn delete_objects(
             });
             continue;
         }
-        let arn = object_arn(&bucket.name, &id.key);
+        let arn = Inner::object_arn(&bucket.name, &id.key);
         if let Err(e) = s.authorize(&ctx, "s3:DeleteObject", &arn, Some(&bucket), &[]) {
             errors.push(s3s::dto::Error {
                 key: Some(id.key.clone()),
@@ -742,7 +730,7 @@ pub(crate) async fn copy_object(
     })?;
     let bucket = s.bucket(&i.bucket)?;
     let key = i.key.clone();
-    let arn = object_arn(&bucket.name, &key);
+    let arn = Inner::object_arn(&bucket.name, &key);
     let sse = choose_sse(
         &bucket,
         &SseRequest {
@@ -955,7 +943,7 @@ pub(crate) fn readable_for(
     action: &str,
     extra: &[(String, String)],
 ) -> S3Result<Object> {
-    let arn = object_arn(&bucket.name, key);
+    let arn = Inner::object_arn(&bucket.name, key);
     let found = get_json::<Object>(&*s.store, NS_OBJECT, &object_key(&bucket.name, key))
         .map_err(|e| s3e(internal(e)))?;
     let mut conds = extra.to_vec();
@@ -1275,15 +1263,7 @@ pub(crate) async fn get_object(
         .is_some_and(|m| m.as_str() == "ENABLED")
         && range.is_none()
     {
-        for (alg, v) in &o.checksums {
-            match alg.as_str() {
-                "CRC32" => out.checksum_crc32 = Some(v.clone()),
-                "CRC32C" => out.checksum_crc32c = Some(v.clone()),
-                "SHA1" => out.checksum_sha1 = Some(v.clone()),
-                "SHA256" => out.checksum_sha256 = Some(v.clone()),
-                _ => out.checksum_crc64nvme = Some(v.clone()),
-            }
-        }
+        set_checksums!(out, &o.checksums);
     }
     Ok(if range.is_some() {
         S3Response::with_status(out, http::StatusCode::PARTIAL_CONTENT)
@@ -1476,7 +1456,7 @@ pub(crate) async fn delete_object(
     s.authorize(
         &ctx,
         "s3:DeleteObject",
-        &object_arn(&bucket.name, &key),
+        &Inner::object_arn(&bucket.name, &key),
         Some(&bucket),
         &[],
     )?;

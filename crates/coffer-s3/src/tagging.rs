@@ -1,6 +1,6 @@
 //! Object and bucket tagging.
 
-use crate::model::{Bucket, NS_BUCKET, NS_OBJECT, Object, object_key};
+use crate::model::{NS_OBJECT, Object, object_key};
 use crate::objects::readable_for;
 use crate::{Inner, internal, s3e};
 use coffer_core::ServiceError;
@@ -92,18 +92,6 @@ fn update_object(s: &Inner, bucket: &str, key: &str, f: impl Fn(&mut Object)) ->
     })
 }
 
-fn update_bucket(s: &Inner, bucket: &str, f: impl Fn(&mut Bucket)) -> S3Result<()> {
-    s.tx(|t| {
-        let mut b: Bucket = get_json(t, NS_BUCKET, bucket)
-            .map_err(internal)?
-            .ok_or_else(|| {
-                ServiceError::new("NoSuchBucket", 404, "The specified bucket does not exist")
-            })?;
-        f(&mut b);
-        put_json(t, NS_BUCKET, bucket, &b).map_err(internal)
-    })
-}
-
 pub(crate) async fn put_object_tagging(
     s: &Inner,
     req: S3Request<PutObjectTaggingInput>,
@@ -175,7 +163,7 @@ pub(crate) async fn put_bucket_tagging(
         &[],
     )?;
     let tags = check_tags(from_dto(&req.input.tagging), 50)?;
-    update_bucket(s, &bucket.name, |b| b.tags = tags.clone())?;
+    s.update_bucket(&bucket.name, |b| b.tags = tags.clone())?;
     Ok(S3Response::with_status(
         PutBucketTaggingOutput::default(),
         http::StatusCode::NO_CONTENT,
@@ -220,7 +208,7 @@ pub(crate) async fn delete_bucket_tagging(
         Some(&bucket),
         &[],
     )?;
-    update_bucket(s, &bucket.name, |b| b.tags.clear())?;
+    s.update_bucket(&bucket.name, |b| b.tags.clear())?;
     Ok(S3Response::with_status(
         DeleteBucketTaggingOutput::default(),
         http::StatusCode::NO_CONTENT,
