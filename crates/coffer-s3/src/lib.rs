@@ -256,6 +256,25 @@ impl Inner {
             .map_err(|d| access_denied(d.message(true)))
     }
 
+    /// The caller and the bucket of a bucket-level request, once `action` on the bucket is allowed.
+    pub(crate) fn bucket_request<T>(
+        &self,
+        req: &S3Request<T>,
+        bucket: &str,
+        action: &str,
+    ) -> S3Result<(RequestContext, Bucket)> {
+        let ctx = self.context(req)?;
+        let b = self.bucket(bucket)?;
+        self.authorize(
+            &ctx,
+            action,
+            &format!("arn:aws:s3:::{}", b.name),
+            Some(&b),
+            &[],
+        )?;
+        Ok((ctx, b))
+    }
+
     /// Changes a bucket's record in one transaction (`NoSuchBucket` if it went away).
     pub(crate) fn update_bucket(&self, bucket: &str, f: impl Fn(&mut Bucket)) -> S3Result<()> {
         self.tx(|t| {
@@ -421,15 +440,7 @@ impl S3 for CofferS3 {
         req: S3Request<HeadBucketInput>,
     ) -> S3Result<S3Response<HeadBucketOutput>> {
         let s = &self.0;
-        let ctx = s.context(&req)?;
-        let b = s.bucket(&req.input.bucket)?;
-        s.authorize(
-            &ctx,
-            "s3:ListBucket",
-            &format!("arn:aws:s3:::{}", b.name),
-            Some(&b),
-            &[],
-        )?;
+        let (_, b) = s.bucket_request(&req, &req.input.bucket, "s3:ListBucket")?;
         Ok(S3Response::new(HeadBucketOutput {
             bucket_region: Some(b.region.clone()),
             ..Default::default()
@@ -441,15 +452,7 @@ impl S3 for CofferS3 {
         req: S3Request<GetBucketLocationInput>,
     ) -> S3Result<S3Response<GetBucketLocationOutput>> {
         let s = &self.0;
-        let ctx = s.context(&req)?;
-        let b = s.bucket(&req.input.bucket)?;
-        s.authorize(
-            &ctx,
-            "s3:GetBucketLocation",
-            &format!("arn:aws:s3:::{}", b.name),
-            Some(&b),
-            &[],
-        )?;
+        let (_, b) = s.bucket_request(&req, &req.input.bucket, "s3:GetBucketLocation")?;
         // us-east-1 is reported as an empty location constraint, as AWS does.
         let loc =
             (b.region != "us-east-1").then(|| BucketLocationConstraint::from(b.region.clone()));
@@ -506,15 +509,7 @@ impl S3 for CofferS3 {
         req: S3Request<DeleteBucketInput>,
     ) -> S3Result<S3Response<DeleteBucketOutput>> {
         let s = &self.0;
-        let ctx = s.context(&req)?;
-        let b = s.bucket(&req.input.bucket)?;
-        s.authorize(
-            &ctx,
-            "s3:DeleteBucket",
-            &format!("arn:aws:s3:::{}", b.name),
-            Some(&b),
-            &[],
-        )?;
+        let (_, b) = s.bucket_request(&req, &req.input.bucket, "s3:DeleteBucket")?;
         let name = b.name.clone();
         s.tx(|t| {
             if !t
@@ -542,15 +537,7 @@ impl S3 for CofferS3 {
         req: S3Request<PutBucketEncryptionInput>,
     ) -> S3Result<S3Response<PutBucketEncryptionOutput>> {
         let s = &self.0;
-        let ctx = s.context(&req)?;
-        let b = s.bucket(&req.input.bucket)?;
-        s.authorize(
-            &ctx,
-            "s3:PutEncryptionConfiguration",
-            &format!("arn:aws:s3:::{}", b.name),
-            Some(&b),
-            &[],
-        )?;
+        let (_, b) = s.bucket_request(&req, &req.input.bucket, "s3:PutEncryptionConfiguration")?;
         let rules = &req.input.server_side_encryption_configuration.rules;
         if rules.len() != 1 {
             return Err(s3_error!(
@@ -600,15 +587,7 @@ impl S3 for CofferS3 {
         req: S3Request<GetBucketEncryptionInput>,
     ) -> S3Result<S3Response<GetBucketEncryptionOutput>> {
         let s = &self.0;
-        let ctx = s.context(&req)?;
-        let b = s.bucket(&req.input.bucket)?;
-        s.authorize(
-            &ctx,
-            "s3:GetEncryptionConfiguration",
-            &format!("arn:aws:s3:::{}", b.name),
-            Some(&b),
-            &[],
-        )?;
+        let (_, b) = s.bucket_request(&req, &req.input.bucket, "s3:GetEncryptionConfiguration")?;
         // Every bucket encrypts: without a configuration, with SSE-S3, as AWS since 2023.
         let enc = b.encryption.clone().unwrap_or(DefaultEncryption {
             algorithm: "AES256".into(),
@@ -633,15 +612,7 @@ impl S3 for CofferS3 {
         req: S3Request<DeleteBucketEncryptionInput>,
     ) -> S3Result<S3Response<DeleteBucketEncryptionOutput>> {
         let s = &self.0;
-        let ctx = s.context(&req)?;
-        let b = s.bucket(&req.input.bucket)?;
-        s.authorize(
-            &ctx,
-            "s3:PutEncryptionConfiguration",
-            &format!("arn:aws:s3:::{}", b.name),
-            Some(&b),
-            &[],
-        )?;
+        let (_, b) = s.bucket_request(&req, &req.input.bucket, "s3:PutEncryptionConfiguration")?;
         s.update_bucket(&b.name, |b| b.encryption = None)?;
         Ok(S3Response::with_status(
             DeleteBucketEncryptionOutput {},
@@ -654,15 +625,7 @@ impl S3 for CofferS3 {
         req: S3Request<PutBucketPolicyInput>,
     ) -> S3Result<S3Response<PutBucketPolicyOutput>> {
         let s = &self.0;
-        let ctx = s.context(&req)?;
-        let b = s.bucket(&req.input.bucket)?;
-        s.authorize(
-            &ctx,
-            "s3:PutBucketPolicy",
-            &format!("arn:aws:s3:::{}", b.name),
-            Some(&b),
-            &[],
-        )?;
+        let (_, b) = s.bucket_request(&req, &req.input.bucket, "s3:PutBucketPolicy")?;
         let doc = req.input.policy.clone();
         if doc.len() > 20 * 1024 {
             return Err(s3e(ServiceError::new(
@@ -685,15 +648,7 @@ impl S3 for CofferS3 {
         req: S3Request<GetBucketPolicyInput>,
     ) -> S3Result<S3Response<GetBucketPolicyOutput>> {
         let s = &self.0;
-        let ctx = s.context(&req)?;
-        let b = s.bucket(&req.input.bucket)?;
-        s.authorize(
-            &ctx,
-            "s3:GetBucketPolicy",
-            &format!("arn:aws:s3:::{}", b.name),
-            Some(&b),
-            &[],
-        )?;
+        let (_, b) = s.bucket_request(&req, &req.input.bucket, "s3:GetBucketPolicy")?;
         let Some(p) = b.policy else {
             return Err(s3e(ServiceError::new(
                 "NoSuchBucketPolicy",
@@ -709,15 +664,7 @@ impl S3 for CofferS3 {
         req: S3Request<DeleteBucketPolicyInput>,
     ) -> S3Result<S3Response<DeleteBucketPolicyOutput>> {
         let s = &self.0;
-        let ctx = s.context(&req)?;
-        let b = s.bucket(&req.input.bucket)?;
-        s.authorize(
-            &ctx,
-            "s3:DeleteBucketPolicy",
-            &format!("arn:aws:s3:::{}", b.name),
-            Some(&b),
-            &[],
-        )?;
+        let (_, b) = s.bucket_request(&req, &req.input.bucket, "s3:DeleteBucketPolicy")?;
         s.update_bucket(&b.name, |b| b.policy = None)?;
         Ok(S3Response::with_status(
             DeleteBucketPolicyOutput {},
@@ -786,15 +733,7 @@ impl S3 for CofferS3 {
         req: S3Request<GetBucketVersioningInput>,
     ) -> S3Result<S3Response<GetBucketVersioningOutput>> {
         let s = &self.0;
-        let ctx = s.context(&req)?;
-        let b = s.bucket(&req.input.bucket)?;
-        s.authorize(
-            &ctx,
-            "s3:GetBucketVersioning",
-            &format!("arn:aws:s3:::{}", b.name),
-            Some(&b),
-            &[],
-        )?;
+        let (_, b) = s.bucket_request(&req, &req.input.bucket, "s3:GetBucketVersioning")?;
         Ok(S3Response::new(GetBucketVersioningOutput {
             status: b.versioning.clone().map(BucketVersioningStatus::from),
             mfa_delete: None,
@@ -806,15 +745,7 @@ impl S3 for CofferS3 {
         req: S3Request<PutBucketVersioningInput>,
     ) -> S3Result<S3Response<PutBucketVersioningOutput>> {
         let s = &self.0;
-        let ctx = s.context(&req)?;
-        let b = s.bucket(&req.input.bucket)?;
-        s.authorize(
-            &ctx,
-            "s3:PutBucketVersioning",
-            &format!("arn:aws:s3:::{}", b.name),
-            Some(&b),
-            &[],
-        )?;
+        let (_, b) = s.bucket_request(&req, &req.input.bucket, "s3:PutBucketVersioning")?;
         let status = req
             .input
             .versioning_configuration

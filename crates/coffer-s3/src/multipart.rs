@@ -619,15 +619,8 @@ pub(crate) async fn list_uploads(
     s: &Inner,
     req: S3Request<ListMultipartUploadsInput>,
 ) -> S3Result<S3Response<ListMultipartUploadsOutput>> {
-    let ctx = s.context(&req)?;
-    let bucket = s.bucket(&req.input.bucket)?;
-    s.authorize(
-        &ctx,
-        "s3:ListBucketMultipartUploads",
-        &format!("arn:aws:s3:::{}", bucket.name),
-        Some(&bucket),
-        &[],
-    )?;
+    let (ctx, bucket) =
+        s.bucket_request(&req, &req.input.bucket, "s3:ListBucketMultipartUploads")?;
     let prefix = req.input.prefix.clone().unwrap_or_default();
     let max = req.input.max_uploads.unwrap_or(1000).clamp(0, 1000) as usize;
     let rows: Vec<(String, Upload)> = scan_json(

@@ -153,15 +153,7 @@ pub(crate) async fn put_bucket_tagging(
     s: &Inner,
     req: S3Request<PutBucketTaggingInput>,
 ) -> S3Result<S3Response<PutBucketTaggingOutput>> {
-    let ctx = s.context(&req)?;
-    let bucket = s.bucket(&req.input.bucket)?;
-    s.authorize(
-        &ctx,
-        "s3:PutBucketTagging",
-        &format!("arn:aws:s3:::{}", bucket.name),
-        Some(&bucket),
-        &[],
-    )?;
+    let (_, bucket) = s.bucket_request(&req, &req.input.bucket, "s3:PutBucketTagging")?;
     let tags = check_tags(from_dto(&req.input.tagging), 50)?;
     s.update_bucket(&bucket.name, |b| b.tags = tags.clone())?;
     Ok(S3Response::with_status(
@@ -174,15 +166,7 @@ pub(crate) async fn get_bucket_tagging(
     s: &Inner,
     req: S3Request<GetBucketTaggingInput>,
 ) -> S3Result<S3Response<GetBucketTaggingOutput>> {
-    let ctx = s.context(&req)?;
-    let bucket = s.bucket(&req.input.bucket)?;
-    s.authorize(
-        &ctx,
-        "s3:GetBucketTagging",
-        &format!("arn:aws:s3:::{}", bucket.name),
-        Some(&bucket),
-        &[],
-    )?;
+    let (_, bucket) = s.bucket_request(&req, &req.input.bucket, "s3:GetBucketTagging")?;
     if bucket.tags.is_empty() {
         return Err(s3e(ServiceError::new(
             "NoSuchTagSet",
@@ -199,15 +183,7 @@ pub(crate) async fn delete_bucket_tagging(
     s: &Inner,
     req: S3Request<DeleteBucketTaggingInput>,
 ) -> S3Result<S3Response<DeleteBucketTaggingOutput>> {
-    let ctx = s.context(&req)?;
-    let bucket = s.bucket(&req.input.bucket)?;
-    s.authorize(
-        &ctx,
-        "s3:PutBucketTagging",
-        &format!("arn:aws:s3:::{}", bucket.name),
-        Some(&bucket),
-        &[],
-    )?;
+    let (_, bucket) = s.bucket_request(&req, &req.input.bucket, "s3:PutBucketTagging")?;
     s.update_bucket(&bucket.name, |b| b.tags.clear())?;
     Ok(S3Response::with_status(
         DeleteBucketTaggingOutput::default(),
