@@ -302,6 +302,7 @@ fn run_serve(args: ServeArgs) -> Result<(), String> {
             sig_cache: coffer_sigv4::SigningKeyCache::new(),
             clock,
             secure: tls.is_some(),
+            console: coffer_console::Console::new(iam.clone(), args.region.clone(), tls.is_some()),
         });
         // Expired STS sessions are swept in the background.
         let sweeper = iam.clone();

@@ -35,6 +35,17 @@ pub struct App {
     pub sig_cache: SigningKeyCache,
     pub clock: Arc<dyn coffer_core::Clock>,
     pub secure: bool,
+    /// The web console, at `/console`.
+    pub console: coffer_console::Console,
+}
+
+/// The console's in-process API calls come back through the gateway's request path.
+#[async_trait::async_trait]
+impl coffer_console::Dispatch for App {
+    async fn dispatch(&self, req: Request<Body>, peer: SocketAddr) -> Response<Body> {
+        let (parts, body) = req.into_parts();
+        self.handle_api(parts, body, peer).await
+    }
 }
 
 /// The protocol a request speaks.
@@ -518,6 +529,23 @@ impl App {
         peer: SocketAddr,
     ) -> Response<Body> {
         let (parts, body) = req.into_parts();
+        let path = parts.uri.path();
+        if path == "/console" || path.starts_with("/console/") {
+            return self
+                .console
+                .handle(parts, Body::from(body), peer, &*self)
+                .await;
+        }
+        self.handle_api(parts, Body::from(body), peer).await
+    }
+
+    /// Handles an API request (or health/test endpoints).
+    async fn handle_api(
+        &self,
+        parts: http::request::Parts,
+        body: Body,
+        peer: SocketAddr,
+    ) -> Response<Body> {
         if parts.uri.path() == "/_coffer/health" && parts.method == Method::GET {
             let r = response(
                 200,
@@ -856,7 +884,7 @@ impl App {
                 // Authenticated here with AWS's exact errors; s3s verifies again (cheaply) and
                 // decodes aws-chunked bodies, then the S3 service authorizes.
                 let body = match body {
-                    Some(b) => Body::from(b),
+                    Some(b) => b,
                     None => Body::from(body_bytes),
                 };
                 // s3s reads the body; but an error may be answered before it was read (auth,

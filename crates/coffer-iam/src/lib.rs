@@ -459,6 +459,13 @@ impl Iam {
         Ok(service::verify_password(hash.as_deref(), password))
     }
 
+    /// The ARN of IAM user `user_name`, if it exists.
+    pub fn user_arn(&self, account: &str, user_name: &str) -> Result<Option<String>, ServiceError> {
+        let u: Option<User> =
+            get_json(&*self.store, NS_USER, &name_key(account, user_name)).map_err(internal)?;
+        Ok(u.map(|u| u.arn))
+    }
+
     pub(crate) fn reader(&self) -> &dyn Reader {
         &*self.store
     }

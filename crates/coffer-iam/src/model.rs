@@ -180,3 +180,11 @@ pub struct Session {
     pub created: i64,
     pub kind: SessionKind,
 }
+
+/// Temporary credentials of a console session.
+pub struct ConsoleCredentials {
+    pub access_key_id: String,
+    pub secret: zeroize::Zeroizing<String>,
+    pub token: zeroize::Zeroizing<String>,
+    pub expiration: i64,
+}

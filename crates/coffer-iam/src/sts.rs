@@ -268,6 +268,76 @@ impl Iam {
         Ok(Some(Out::Struct(vec![("Credentials", creds)])))
     }
 
+    /// Starts a console session: temporary credentials acting as `owner` (like
+    /// GetSessionToken), for `duration` seconds. The console signs its API calls with them.
+    pub fn console_session(
+        &self,
+        account: &str,
+        owner: KeyOwner,
+        duration: i64,
+    ) -> Result<ConsoleCredentials, ServiceError> {
+        let (id, out) = self.new_session(account, duration, SessionKind::Owner(owner))?;
+        let field = |name: &str| -> Option<String> {
+            match &out {
+                Out::Struct(fields) => {
+                    fields
+                        .iter()
+                        .find(|(k, _)| *k == name)
+                        .and_then(|(_, v)| match v {
+                            Out::Str(s) => Some(s.to_string()),
+                            _ => None,
+                        })
+                }
+                _ => None,
+            }
+        };
+        let (Some(secret), Some(token)) = (field("SecretAccessKey"), field("SessionToken")) else {
+            return Err(ServiceError::internal());
+        };
+        Ok(ConsoleCredentials {
+            access_key_id: id,
+            secret: Zeroizing::new(secret),
+            token: Zeroizing::new(token),
+            expiration: self.now() + duration,
+        })
+    }
+
+    /// Ends a session now (console sign-out): its credentials stop working at once.
+    pub fn end_session(&self, access_key_id: &str) -> Result<(), ServiceError> {
+        if !access_key_id.starts_with("ASIA") {
+            return Ok(());
+        }
+        self.store
+            .transact(&mut |t| t.delete(NS_SESSION, access_key_id).map(|_| ()))
+            .map_err(internal)
+    }
+
+    /// True when `access_key_id` is the root user's and `secret` is its secret (constant time).
+    pub fn check_root_key(
+        &self,
+        access_key_id: &str,
+        secret: &str,
+    ) -> Result<Option<String>, ServiceError> {
+        let rec: Option<AccessKey> =
+            get_json(&*self.store, NS_ACCESS_KEY, access_key_id).map_err(internal)?;
+        let stored = match self.secret_of(access_key_id) {
+            Ok(s) => s,
+            Err(_) => Zeroizing::new(String::new()),
+        };
+        let same = coffer_crypto::ct_eq(stored.as_bytes(), secret.as_bytes());
+        Ok(match rec {
+            Some(r)
+                if same
+                    && r.owner == KeyOwner::Root
+                    && r.status == "Active"
+                    && !stored.is_empty() =>
+            {
+                Some(r.account)
+            }
+            _ => None,
+        })
+    }
+
     /// Removes expired STS sessions; returns how many.
     pub fn sweep_sessions(&self) -> Result<usize, ServiceError> {
         let now = self.now();
