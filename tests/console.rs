@@ -1,0 +1,316 @@
+//! The web console over HTTP against the real binary: sign-in, CSRF, sign-out, rate limiting,
+//! security headers, and that console actions are authorized as the signed-in principal.
+//! (The whole walkthrough by clicking in Chromium is in tests/e2e/test_console.py.)
+
+mod common;
+
+use common::*;
+use http::{HeaderMap, HeaderValue, Method};
+
+/// A browser-like client: a cookie jar and the last CSRF token seen.
+struct Browser<'a> {
+    s: &'a Server,
+    cookies: Vec<(String, String)>,
+    csrf: String,
+}
+
+fn form(pairs: &[(&str, &str)]) -> String {
+    let mut ser = form_urlencoded::Serializer::new(String::new());
+    for (k, v) in pairs {
+        ser.append_pair(k, v);
+    }
+    ser.finish()
+}
+
+fn hidden_csrf(body: &str) -> Option<String> {
+    let at = body.find("name=\"csrf\" value=\"")? + "name=\"csrf\" value=\"".len();
+    Some(body[at..].split('"').next()?.to_string())
+}
+
+impl<'a> Browser<'a> {
+    fn new(s: &'a Server) -> Self {
+        Browser {
+            s,
+            cookies: vec![],
+            csrf: String::new(),
+        }
+    }
+
+    fn request(&mut self, method: Method, path: &str, body: &str) -> Resp {
+        let mut h = HeaderMap::new();
+        if !self.cookies.is_empty() {
+            let c: Vec<String> = self
+                .cookies
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            h.insert("cookie", HeaderValue::from_str(&c.join("; ")).unwrap());
+        }
+        if method == Method::POST {
+            h.insert(
+                "content-type",
+                HeaderValue::from_static("application/x-www-form-urlencoded"),
+            );
+        }
+        let r = self.s.send(method, path, h, body.as_bytes(), None);
+        for (k, v) in &r.headers {
+            if k == "set-cookie" {
+                let first = v.split(';').next().unwrap_or("");
+                if let Some((name, value)) = first.split_once('=') {
+                    self.cookies.retain(|(n, _)| n != name);
+                    if !value.is_empty() && !v.contains("Max-Age=0") {
+                        self.cookies.push((name.to_string(), value.to_string()));
+                    }
+                }
+            }
+        }
+        if let Some(t) = hidden_csrf(&r.body) {
+            self.csrf = t;
+        }
+        r
+    }
+
+    fn get(&mut self, path: &str) -> Resp {
+        self.request(Method::GET, path, "")
+    }
+
+    fn post(&mut self, path: &str, pairs: &[(&str, &str)]) -> Resp {
+        self.request(Method::POST, path, &form(pairs))
+    }
+
+    fn sign_in_root(&mut self) -> Resp {
+        self.get("/console/signin");
+        let csrf = self.csrf.clone();
+        self.post(
+            "/console/signin",
+            &[
+                ("kind", "root"),
+                ("access_key_id", ROOT_AK),
+                ("secret_access_key", ROOT_SK),
+                ("csrf", &csrf),
+            ],
+        )
+    }
+
+    fn sign_in_user(&mut self, user: &str, password: &str) -> Resp {
+        self.get("/console/signin");
+        let csrf = self.csrf.clone();
+        self.post(
+            "/console/signin",
+            &[
+                ("kind", "iam"),
+                ("account", ACCOUNT),
+                ("username", user),
+                ("password", password),
+                ("csrf", &csrf),
+            ],
+        )
+    }
+}
+
+fn error_text(body: &str) -> String {
+    body.split_once("id=\"error\"")
+        .and_then(|(_, r)| r.split_once('>'))
+        .and_then(|(_, r)| r.split_once('<'))
+        .map(|(t, _)| t.replace("&quot;", "\""))
+        .unwrap_or_default()
+}
+
+#[test]
+fn sign_in_csrf_and_sign_out() {
+    let s = Server::start();
+    let mut b = Browser::new(&s);
+    // Not signed in: every page leads to the sign-in page.
+    let r = b.get("/console/kms");
+    assert_eq!(r.status, 303);
+    assert_eq!(r.header("location"), Some("/console/signin"));
+
+    // The sign-in form's token must come back with the form.
+    b.get("/console/signin");
+    let r = b.post(
+        "/console/signin",
+        &[
+            ("kind", "root"),
+            ("access_key_id", ROOT_AK),
+            ("secret_access_key", ROOT_SK),
+        ],
+    );
+    assert_eq!(r.status, 403, "{}", r.body);
+
+    // A wrong secret and an unknown key id get the same answer.
+    for (ak, sk) in [(ROOT_AK, "wrong-secret"), ("AKIANOSUCHKEY0000000", ROOT_SK)] {
+        b.get("/console/signin");
+        let csrf = b.csrf.clone();
+        let r = b.post(
+            "/console/signin",
+            &[
+                ("kind", "root"),
+                ("access_key_id", ak),
+                ("secret_access_key", sk),
+                ("csrf", &csrf),
+            ],
+        );
+        assert_eq!(r.status, 401);
+        assert_eq!(
+            error_text(&r.body),
+            "AuthFailure: Your authentication information is incorrect. Please try again."
+        );
+    }
+
+    let r = b.sign_in_root();
+    assert_eq!(r.status, 303, "{}", r.body);
+    let set_cookie = r
+        .headers
+        .iter()
+        .find(|(k, v)| k == "set-cookie" && v.starts_with("coffer_session="))
+        .map(|(_, v)| v.clone())
+        .expect("session cookie");
+    for attr in ["HttpOnly", "SameSite=Strict", "Path=/console", "Max-Age=43200"] {
+        assert!(set_cookie.contains(attr), "{set_cookie}");
+    }
+    assert!(!set_cookie.contains("Secure"), "plain HTTP: {set_cookie}");
+    let r = b.get("/console/kms");
+    assert_eq!(r.status, 200);
+    assert!(r.body.contains(&format!(
+        "<span id=\"whoami\" title=\"Signed in as\">arn:aws:iam::{ACCOUNT}:root</span>"
+    )));
+    let csp = r.header("content-security-policy").expect("CSP");
+    assert!(csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"), "{csp}");
+    assert_eq!(r.header("x-frame-options"), Some("DENY"));
+
+    // A form without the session's CSRF token changes nothing.
+    let r = b.post(
+        "/console/s3/create",
+        &[("bucket", "csrf-less"), ("encryption", "AES256")],
+    );
+    assert_eq!(r.status, 403);
+    assert!(error_text(&r.body).starts_with("InvalidCsrfToken"));
+    let r = s.s3(Method::HEAD, "/csrf-less", Some(&Signing::new(&Creds::root(), "s3")));
+    assert_eq!(r.status, 404);
+    let csrf = b.csrf.clone();
+    let r = b.post(
+        "/console/s3/create",
+        &[("bucket", "with-csrf"), ("encryption", "AES256"), ("csrf", &csrf)],
+    );
+    assert_eq!(r.status, 303, "{}", r.body);
+    let r = s.s3(Method::HEAD, "/with-csrf", Some(&Signing::new(&Creds::root(), "s3")));
+    assert_eq!(r.status, 200);
+
+    // Sign-out: the old cookie no longer works.
+    let old = b.cookies.clone();
+    let csrf = b.csrf.clone();
+    let r = b.post("/console/signout", &[("csrf", &csrf)]);
+    assert_eq!(r.status, 303);
+    let mut replay = Browser::new(&s);
+    replay.cookies = old;
+    let r = replay.get("/console/s3");
+    assert_eq!(r.status, 303);
+    assert_eq!(r.header("location"), Some("/console/signin"));
+}
+
+#[test]
+fn failed_sign_ins_are_rate_limited() {
+    let s = Server::start();
+    let mut b = Browser::new(&s);
+    for _ in 0..5 {
+        b.get("/console/signin");
+        let csrf = b.csrf.clone();
+        let r = b.post(
+            "/console/signin",
+            &[
+                ("kind", "iam"),
+                ("account", ACCOUNT),
+                ("username", "nobody"),
+                ("password", "guess"),
+                ("csrf", &csrf),
+            ],
+        );
+        assert_eq!(r.status, 401);
+    }
+    // Even the right credentials are refused for a while now (same client address).
+    let r = b.sign_in_root();
+    assert_eq!(r.status, 429);
+    assert!(error_text(&r.body).contains("Too many sign-in attempts"));
+}
+
+#[test]
+fn console_actions_are_the_signed_in_users() {
+    let s = Server::start();
+    let root = Creds::root();
+    for (a, p) in [
+        ("CreateUser", vec![("UserName", "reader")]),
+        (
+            "CreateLoginProfile",
+            vec![("UserName", "reader"), ("Password", "Reader-passw0rd!")],
+        ),
+        (
+            "AttachUserPolicy",
+            vec![
+                ("UserName", "reader"),
+                ("PolicyArn", "arn:aws:iam::aws:policy/AmazonS3FullAccess"),
+            ],
+        ),
+    ] {
+        s.iam(&root, a, &p).expect_ok(a);
+    }
+    // A bucket whose default encryption is a customer key the user may not use.
+    let key = s.kms("CreateKey", "{}", Some(&Signing::new(&root, "kms")));
+    let key_arn = key.json()["KeyMetadata"]["Arn"].as_str().unwrap().to_string();
+    let s3 = Signing::new(&root, "s3");
+    assert_eq!(s.s3(Method::PUT, "/enc-bkt", Some(&s3)).status, 200);
+    let cfg = format!(
+        "<ServerSideEncryptionConfiguration><Rule><ApplyServerSideEncryptionByDefault><SSEAlgorithm>aws:kms</SSEAlgorithm><KMSMasterKeyID>{key_arn}</KMSMasterKeyID></ApplyServerSideEncryptionByDefault></Rule></ServerSideEncryptionConfiguration>"
+    );
+    let r = s.send(Method::PUT, "/enc-bkt?encryption", HeaderMap::new(), cfg.as_bytes(), Some(&s3));
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = s.send(Method::PUT, "/enc-bkt/secret.txt", HeaderMap::new(), b"top secret", Some(&s3));
+    assert_eq!(r.status, 200, "{}", r.body);
+
+    let mut b = Browser::new(&s);
+    let r = b.sign_in_user("reader", "Reader-passw0rd!");
+    assert_eq!(r.status, 303, "{}", r.body);
+    // S3 rights: the object's properties are visible, and show the key.
+    let r = b.get("/console/s3/object/enc-bkt?key=secret.txt");
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.contains("<dd id=\"object-sse\">aws:kms</dd>"));
+    assert!(r.body.contains(&format!("<dd id=\"object-kms-key\">{key_arn}</dd>")));
+    // No kms:Decrypt: opening it is denied with KMS's reason, as with the API.
+    let r = b.get("/console/s3/open/enc-bkt?key=secret.txt");
+    assert_eq!(r.status, 403);
+    let e = error_text(&r.body);
+    assert!(
+        e.starts_with(&format!(
+            "AccessDenied: User: arn:aws:iam::{ACCOUNT}:user/reader is not authorized to perform: kms:Decrypt"
+        )),
+        "{e}"
+    );
+    assert!(!r.body.contains("top secret"));
+    // No IAM rights: the users page says so.
+    let r = b.get("/console/iam/users");
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert!(error_text(&r.body).starts_with("AccessDenied"), "{}", r.body);
+
+    // Made a key user (by root, in the console), the user reads the object.
+    let mut admin = Browser::new(&s);
+    assert_eq!(admin.sign_in_root().status, 303);
+    let key_id = key_arn.rsplit('/').next().unwrap().to_string();
+    admin.get(&format!("/console/kms/keys/{key_id}"));
+    let csrf = admin.csrf.clone();
+    let user_arn = format!("arn:aws:iam::{ACCOUNT}:user/reader");
+    let r = admin.post(
+        &format!("/console/kms/keys/{key_id}/user-add"),
+        &[("principal", &user_arn), ("csrf", &csrf)],
+    );
+    assert_eq!(r.status, 303, "{}", r.body);
+    let policy = s.kms(
+        "GetKeyPolicy",
+        &format!("{{\"KeyId\":\"{key_id}\",\"PolicyName\":\"default\"}}"),
+        Some(&Signing::new(&root, "kms")),
+    );
+    let text = policy.json()["Policy"].as_str().unwrap().to_string();
+    assert!(text.contains("Allow use of the key") && text.contains(&user_arn), "{text}");
+    let r = b.get("/console/s3/download/enc-bkt?key=secret.txt");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body, "top secret");
+    assert!(r.header("content-disposition").unwrap().starts_with("attachment"));
+}
