@@ -165,7 +165,12 @@ fn sign_in_csrf_and_sign_out() {
         .find(|(k, v)| k == "set-cookie" && v.starts_with("coffer_session="))
         .map(|(_, v)| v.clone())
         .expect("session cookie");
-    for attr in ["HttpOnly", "SameSite=Strict", "Path=/console", "Max-Age=43200"] {
+    for attr in [
+        "HttpOnly",
+        "SameSite=Strict",
+        "Path=/console",
+        "Max-Age=43200",
+    ] {
         assert!(set_cookie.contains(attr), "{set_cookie}");
     }
     assert!(!set_cookie.contains("Secure"), "plain HTTP: {set_cookie}");
@@ -175,7 +180,10 @@ fn sign_in_csrf_and_sign_out() {
         "<span id=\"whoami\" title=\"Signed in as\">arn:aws:iam::{ACCOUNT}:root</span>"
     )));
     let csp = r.header("content-security-policy").expect("CSP");
-    assert!(csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"), "{csp}");
+    assert!(
+        csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"),
+        "{csp}"
+    );
     assert_eq!(r.header("x-frame-options"), Some("DENY"));
 
     // A form without the session's CSRF token changes nothing.
@@ -185,15 +193,27 @@ fn sign_in_csrf_and_sign_out() {
     );
     assert_eq!(r.status, 403);
     assert!(error_text(&r.body).starts_with("InvalidCsrfToken"));
-    let r = s.s3(Method::HEAD, "/csrf-less", Some(&Signing::new(&Creds::root(), "s3")));
+    let r = s.s3(
+        Method::HEAD,
+        "/csrf-less",
+        Some(&Signing::new(&Creds::root(), "s3")),
+    );
     assert_eq!(r.status, 404);
     let csrf = b.csrf.clone();
     let r = b.post(
         "/console/s3/create",
-        &[("bucket", "with-csrf"), ("encryption", "AES256"), ("csrf", &csrf)],
+        &[
+            ("bucket", "with-csrf"),
+            ("encryption", "AES256"),
+            ("csrf", &csrf),
+        ],
     );
     assert_eq!(r.status, 303, "{}", r.body);
-    let r = s.s3(Method::HEAD, "/with-csrf", Some(&Signing::new(&Creds::root(), "s3")));
+    let r = s.s3(
+        Method::HEAD,
+        "/with-csrf",
+        Some(&Signing::new(&Creds::root(), "s3")),
+    );
     assert_eq!(r.status, 200);
 
     // Sign-out: the old cookie no longer works.
@@ -255,25 +275,69 @@ fn console_actions_are_the_signed_in_users() {
     }
     // A bucket whose default encryption is a customer key the user may not use.
     let key = s.kms("CreateKey", "{}", Some(&Signing::new(&root, "kms")));
-    let key_arn = key.json()["KeyMetadata"]["Arn"].as_str().unwrap().to_string();
+    let key_arn = key.json()["KeyMetadata"]["Arn"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let s3 = Signing::new(&root, "s3");
     assert_eq!(s.s3(Method::PUT, "/enc-bkt", Some(&s3)).status, 200);
     let cfg = format!(
         "<ServerSideEncryptionConfiguration><Rule><ApplyServerSideEncryptionByDefault><SSEAlgorithm>aws:kms</SSEAlgorithm><KMSMasterKeyID>{key_arn}</KMSMasterKeyID></ApplyServerSideEncryptionByDefault></Rule></ServerSideEncryptionConfiguration>"
     );
-    let r = s.send(Method::PUT, "/enc-bkt?encryption", HeaderMap::new(), cfg.as_bytes(), Some(&s3));
+    let r = s.send(
+        Method::PUT,
+        "/enc-bkt?encryption",
+        HeaderMap::new(),
+        cfg.as_bytes(),
+        Some(&s3),
+    );
     assert_eq!(r.status, 200, "{}", r.body);
-    let r = s.send(Method::PUT, "/enc-bkt/secret.txt", HeaderMap::new(), b"top secret", Some(&s3));
+    let r = s.send(
+        Method::PUT,
+        "/enc-bkt/secret.txt",
+        HeaderMap::new(),
+        b"top secret",
+        Some(&s3),
+    );
     assert_eq!(r.status, 200, "{}", r.body);
 
+    // Sign-in by account alias.
+    s.iam(
+        &root,
+        "CreateAccountAlias",
+        &[("AccountAlias", "coffer-console-test")],
+    )
+    .expect_ok("CreateAccountAlias");
+    let r = s.iam(&root, "ListAccountAliases", &[]);
+    assert_eq!(r.xml("member").as_deref(), Some("coffer-console-test"));
+    let r = s.iam(
+        &root,
+        "CreateAccountAlias",
+        &[("AccountAlias", "Bad_Alias")],
+    );
+    assert_eq!(r.status, 400);
     let mut b = Browser::new(&s);
-    let r = b.sign_in_user("reader", "Reader-passw0rd!");
+    b.get("/console/signin");
+    let csrf = b.csrf.clone();
+    let r = b.post(
+        "/console/signin",
+        &[
+            ("kind", "iam"),
+            ("account", "coffer-console-test"),
+            ("username", "reader"),
+            ("password", "Reader-passw0rd!"),
+            ("csrf", &csrf),
+        ],
+    );
     assert_eq!(r.status, 303, "{}", r.body);
     // S3 rights: the object's properties are visible, and show the key.
     let r = b.get("/console/s3/object/enc-bkt?key=secret.txt");
     assert_eq!(r.status, 200, "{}", r.body);
     assert!(r.body.contains("<dd id=\"object-sse\">aws:kms</dd>"));
-    assert!(r.body.contains(&format!("<dd id=\"object-kms-key\">{key_arn}</dd>")));
+    assert!(
+        r.body
+            .contains(&format!("<dd id=\"object-kms-key\">{key_arn}</dd>"))
+    );
     // No kms:Decrypt: opening it is denied with KMS's reason, as with the API.
     let r = b.get("/console/s3/open/enc-bkt?key=secret.txt");
     assert_eq!(r.status, 403);
@@ -288,7 +352,11 @@ fn console_actions_are_the_signed_in_users() {
     // No IAM rights: the users page says so.
     let r = b.get("/console/iam/users");
     assert_eq!(r.status, 403, "{}", r.body);
-    assert!(error_text(&r.body).starts_with("AccessDenied"), "{}", r.body);
+    assert!(
+        error_text(&r.body).starts_with("AccessDenied"),
+        "{}",
+        r.body
+    );
 
     // Made a key user (by root, in the console), the user reads the object.
     let mut admin = Browser::new(&s);
@@ -308,9 +376,16 @@ fn console_actions_are_the_signed_in_users() {
         Some(&Signing::new(&root, "kms")),
     );
     let text = policy.json()["Policy"].as_str().unwrap().to_string();
-    assert!(text.contains("Allow use of the key") && text.contains(&user_arn), "{text}");
+    assert!(
+        text.contains("Allow use of the key") && text.contains(&user_arn),
+        "{text}"
+    );
     let r = b.get("/console/s3/download/enc-bkt?key=secret.txt");
     assert_eq!(r.status, 200);
     assert_eq!(r.body, "top secret");
-    assert!(r.header("content-disposition").unwrap().starts_with("attachment"));
+    assert!(
+        r.header("content-disposition")
+            .unwrap()
+            .starts_with("attachment")
+    );
 }

@@ -90,8 +90,8 @@ pub fn signin(token: &str, err: Option<&ApiError>) -> Markup {
                 form #signin-iam method="post" action="/console/signin" {
                     input type="hidden" name="csrf" value=(token);
                     input type="hidden" name="kind" value="iam";
-                    label for="account" { "Account ID" }
-                    input #account name="account" type="text" inputmode="numeric" autocomplete="off" required;
+                    label for="account" { "Account ID or alias" }
+                    input #account name="account" type="text" autocomplete="off" required;
                     label for="username" { "IAM user name" }
                     input #username name="username" type="text" autocomplete="username" required;
                     label for="password" { "Password" }

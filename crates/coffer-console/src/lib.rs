@@ -461,7 +461,14 @@ fn start_session(iam: &Iam, form: &Form) -> Result<Option<Started>, ApiError> {
             None => return Ok(None),
         }
     } else {
-        let account = form.val("account").trim().to_string();
+        let given = form.val("account").trim();
+        let account = if !given.is_empty() && given.bytes().all(|b| b.is_ascii_digit()) {
+            given.to_string()
+        } else {
+            iam.account_for_alias(given)
+                .map_err(internal)?
+                .unwrap_or_default()
+        };
         let user = form.val("username").trim().to_string();
         let password = Zeroizing::new(form.val("password").to_string());
         let ok = iam

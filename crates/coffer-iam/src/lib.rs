@@ -459,6 +459,11 @@ impl Iam {
         Ok(service::verify_password(hash.as_deref(), password))
     }
 
+    /// The account an account alias names (sign-in accepts either).
+    pub fn account_for_alias(&self, alias: &str) -> Result<Option<String>, ServiceError> {
+        get_json(&*self.store, NS_ACCOUNT_ALIAS, &format!("alias/{alias}")).map_err(internal)
+    }
+
     /// The ARN of IAM user `user_name`, if it exists.
     pub fn user_arn(&self, account: &str, user_name: &str) -> Result<Option<String>, ServiceError> {
         let u: Option<User> =

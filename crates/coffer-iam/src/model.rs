@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 
 pub const NS_ACCOUNT: &str = "account";
 pub const NS_USER: &str = "iam.user";
+/// `alias/<alias>` → account id, and `account/<id>` → alias.
+pub const NS_ACCOUNT_ALIAS: &str = "iam.account_alias";
 pub const NS_GROUP: &str = "iam.group";
 pub const NS_ROLE: &str = "iam.role";
 pub const NS_POLICY: &str = "iam.policy";

@@ -651,12 +651,101 @@ impl Iam {
             "UpdateRole" => self.update_role(ctx, a, p),
             "UpdateAssumeRolePolicy" => self.update_trust(ctx, a, p),
             "SimulatePrincipalPolicy" => self.simulate(ctx, a, p),
+            "CreateAccountAlias" => self.account_alias(ctx, a, p, true),
+            "DeleteAccountAlias" => self.account_alias(ctx, a, p, false),
+            "ListAccountAliases" => self.list_account_aliases(ctx, a),
             _ => Err(ServiceError::new(
                 "InvalidAction",
                 400,
                 format!("Could not find operation {action} for version 2010-05-08"),
             )),
         }
+    }
+
+    // ---------- account alias ----------
+
+    /// Create/DeleteAccountAlias. An account has at most one alias: a new one replaces it.
+    fn account_alias(&self, ctx: &RequestContext, a: &str, p: &Params, create: bool) -> R {
+        let alias = p.req("AccountAlias")?;
+        let ok = (3..=63).contains(&alias.len())
+            && alias
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !alias.starts_with('-')
+            && !alias.ends_with('-')
+            && !alias.contains("--");
+        if !ok {
+            return Err(validation(format!(
+                "1 validation error detected: Value '{alias}' at 'accountAlias' failed to satisfy constraint: Member must satisfy regular expression pattern: ^[a-z0-9]([a-z0-9]|-(?!-)){{1,61}}[a-z0-9]$"
+            )));
+        }
+        let verb = if create {
+            "iam:CreateAccountAlias"
+        } else {
+            "iam:DeleteAccountAlias"
+        };
+        self.authorize(ctx, verb, "*")?;
+        let acct_key = format!("account/{a}");
+        let current: Option<String> =
+            get_json(self.reader(), NS_ACCOUNT_ALIAS, &acct_key).map_err(internal)?;
+        let owner: Option<String> =
+            get_json(self.reader(), NS_ACCOUNT_ALIAS, &format!("alias/{alias}"))
+                .map_err(internal)?;
+        if create {
+            match owner {
+                Some(o) if o == a => return Ok(None),
+                Some(_) => {
+                    return Err(ServiceError::new(
+                        "EntityAlreadyExists",
+                        409,
+                        format!("The account alias {alias} already exists."),
+                    ));
+                }
+                None => {}
+            }
+            self.store
+                .transact(&mut |t| {
+                    if let Some(old) = &current {
+                        t.delete(NS_ACCOUNT_ALIAS, &format!("alias/{old}"))?;
+                    }
+                    put_json(
+                        t,
+                        NS_ACCOUNT_ALIAS,
+                        &format!("alias/{alias}"),
+                        &a.to_string(),
+                    )?;
+                    put_json(t, NS_ACCOUNT_ALIAS, &acct_key, &alias.to_string())
+                })
+                .map_err(internal)?;
+        } else {
+            if current.as_deref() != Some(alias) {
+                return Err(ServiceError::new(
+                    "NoSuchEntity",
+                    404,
+                    format!("The account alias {alias} cannot be found."),
+                ));
+            }
+            self.store
+                .transact(&mut |t| {
+                    t.delete(NS_ACCOUNT_ALIAS, &format!("alias/{alias}"))?;
+                    t.delete(NS_ACCOUNT_ALIAS, &acct_key).map(|_| ())
+                })
+                .map_err(internal)?;
+        }
+        Ok(None)
+    }
+
+    fn list_account_aliases(&self, ctx: &RequestContext, a: &str) -> R {
+        self.authorize(ctx, "iam:ListAccountAliases", "*")?;
+        let current: Option<String> =
+            get_json(self.reader(), NS_ACCOUNT_ALIAS, &format!("account/{a}")).map_err(internal)?;
+        Ok(Some(Out::Struct(vec![
+            (
+                "AccountAliases",
+                Out::List(current.into_iter().map(Out::s).collect()),
+            ),
+            ("IsTruncated", Out::b(false)),
+        ])))
     }
 
     // ---------- users ----------
