@@ -38,6 +38,8 @@ const SESSION_SECONDS: i64 = 12 * 3600;
 /// Failed sign-ins allowed per client address, and per user name, within `FAIL_WINDOW`.
 const MAX_FAILURES: u32 = 5;
 const FAIL_WINDOW: i64 = 600;
+/// Most failure counters kept at once.
+const MAX_TRACKED: usize = 100_000;
 /// Largest form body accepted (policies are at most a few KiB; 1 MiB is generous).
 const MAX_FORM: usize = 1 << 20;
 const SESSION_COOKIE: &str = "coffer_session";
@@ -341,7 +343,13 @@ impl Console {
     fn note_failure(&self, keys: &[String]) {
         let now = now_unix();
         let mut f = self.failures.lock();
+        // Bounded memory under a spray of user names: past the cap only known keys and client
+        // addresses are counted.
+        let full = f.len() >= MAX_TRACKED;
         for k in keys {
+            if full && !f.contains_key(k) && !k.starts_with("ip:") {
+                continue;
+            }
             let e = f.entry(k.clone()).or_insert((0, now));
             e.0 += 1;
         }
@@ -403,9 +411,12 @@ impl Console {
                     is_root,
                     flash: Mutex::new(None),
                 });
-                self.sessions
-                    .lock()
-                    .insert(coffer_crypto::sha256_hex(token.as_bytes()), session);
+                {
+                    let mut sessions = self.sessions.lock();
+                    let now = now_unix();
+                    sessions.retain(|_, s| s.expires > now);
+                    sessions.insert(coffer_crypto::sha256_hex(token.as_bytes()), session);
+                }
                 let mut r = redirect("/console/kms");
                 r.headers_mut().append(
                     header::SET_COOKIE,
