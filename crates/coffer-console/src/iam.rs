@@ -188,7 +188,13 @@ async fn inline_policies(
             .api
             .iam(&action, &[(kind.param(), name), ("PolicyName", &p)])
             .await
-            .map(|x| pretty(&decode(&x.text_of("PolicyDocument"))));
+            .map(|x| {
+                let doc = x
+                    .find("PolicyDocument")
+                    .map(|d| d.text.trim())
+                    .unwrap_or("");
+                pretty(&decode(doc))
+            });
         out.push((p, doc));
     }
     Ok(out)
@@ -201,11 +207,66 @@ fn decode(s: &str) -> String {
         .into_owned()
 }
 
+/// Indents a JSON document, keeping its keys in the order written (serde_json's map would sort
+/// them); anything that is not JSON is shown as it is.
 fn pretty(doc: &str) -> String {
-    serde_json::from_str::<serde_json::Value>(doc)
-        .ok()
-        .and_then(|v| serde_json::to_string_pretty(&v).ok())
-        .unwrap_or_else(|| doc.to_string())
+    if serde_json::from_str::<serde_json::Value>(doc).is_err() {
+        return doc.to_string();
+    }
+    let mut out = String::with_capacity(doc.len() * 2);
+    let mut depth = 0usize;
+    let (mut in_str, mut escaped) = (false, false);
+    let newline = |out: &mut String, depth: usize| {
+        out.push('\n');
+        out.push_str(&"  ".repeat(depth));
+    };
+    let mut chars = doc.chars().peekable();
+    while let Some(c) = chars.next() {
+        if in_str {
+            out.push(c);
+            match (escaped, c) {
+                (true, _) => escaped = false,
+                (false, '\\') => escaped = true,
+                (false, '"') => in_str = false,
+                _ => {}
+            }
+            continue;
+        }
+        match c {
+            '"' => {
+                in_str = true;
+                out.push(c);
+            }
+            '{' | '[' => {
+                out.push(c);
+                // Keep empty objects and arrays on one line.
+                while chars.peek().is_some_and(|n| n.is_whitespace()) {
+                    chars.next();
+                }
+                if chars.peek().is_some_and(|n| *n == '}' || *n == ']') {
+                    if let Some(n) = chars.next() {
+                        out.push(n);
+                    }
+                } else {
+                    depth += 1;
+                    newline(&mut out, depth);
+                }
+            }
+            '}' | ']' => {
+                depth = depth.saturating_sub(1);
+                newline(&mut out, depth);
+                out.push(c);
+            }
+            ',' => {
+                out.push(c);
+                newline(&mut out, depth);
+            }
+            ':' => out.push_str(": "),
+            c if c.is_whitespace() => {}
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// A select of managed policies (AWS managed, then customer managed) not yet attached; a text
@@ -222,18 +283,21 @@ fn policy_select(
                     .iter()
                     .filter(|(_, arn)| !attached.iter().any(|(_, a)| a == arn))
                     .collect();
+                @let aws: Vec<&&(String, String)> = free.iter().filter(|(_, a)| a.starts_with(AWS_POLICY_PREFIX)).collect();
+                @let local: Vec<&&(String, String)> = free.iter().filter(|(_, a)| !a.starts_with(AWS_POLICY_PREFIX)).collect();
                 select id=(sel_id) name="policy_arn" required {
-                    optgroup label="AWS managed" {
-                        @for (n, arn) in free.iter().filter(|(_, a)| a.starts_with(AWS_POLICY_PREFIX)) {
-                            option value=(arn) { (n) }
+                    @if !aws.is_empty() {
+                        optgroup label="AWS managed" {
+                            @for (n, arn) in &aws { option value=(arn) { (n) } }
                         }
                     }
-                    optgroup label="Customer managed" {
-                        @for (n, arn) in free.iter().filter(|(_, a)| !a.starts_with(AWS_POLICY_PREFIX)) {
-                            option value=(arn) { (n) }
+                    @if !local.is_empty() {
+                        optgroup label="Customer managed" {
+                            @for (n, arn) in &local { option value=(arn) { (n) } }
                         }
                     }
                 }
+                @if free.is_empty() { p.hint { "Every managed policy is attached already." } }
             }
             Err(e) => {
                 input id=(sel_id) name="policy_arn" type="text" required placeholder="arn:aws:iam::aws:policy/AmazonS3FullAccess";
@@ -683,6 +747,7 @@ async fn user_page(
                         select #group-select name="group" required {
                             @for g in all.iter().filter(|g| !mine.contains(g)) { option value=(g) { (g) } }
                         }
+                        @if all.iter().all(|g| mine.contains(g)) { p.hint { "No other groups: create one on the groups page." } }
                     }
                     Err(e) => {
                         input #group-select name="group" type="text" required;
@@ -704,7 +769,7 @@ async fn user_page(
                                 @let status = k.text_of("Status");
                                 tr data-access-key-id=(id) data-status=(status) {
                                     td { (id) }
-                                    td.access-key-status class={ "state-" @if status == "Active" { "Enabled" } @else { "Disabled" } } { (status) }
+                                    td class={ "access-key-status state-" @if status == "Active" { "Enabled" } @else { "Disabled" } } { (status) }
                                     td { (k.text_of("CreateDate")) }
                                     td {
                                         @if status == "Active" {
@@ -1105,6 +1170,7 @@ async fn group_page(
                         select #member-select name="user" required {
                             @for u in all.iter().filter(|u| !member_names.contains(u)) { option value=(u) { (u) } }
                         }
+                        @if all.iter().all(|u| member_names.contains(u)) { p.hint { "Every user is in this group already." } }
                     }
                     Err(e) => {
                         input #member-select name="user" type="text" required;
@@ -1204,5 +1270,23 @@ async fn group_action(ctx: &Ctx<'_>, name: &str, action: &str, f: &Form) -> Resp
     match result {
         Ok(msg) => done(ctx, &Kind::Group.page(name), msg),
         Err(e) => group_page(ctx, name, Some(e), None).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pretty_keeps_key_order() {
+        let doc = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["s3:Get*", "a,b\\\"{"],"Resource":"*","Condition":{}}]}"#;
+        let p = pretty(doc);
+        assert!(p.find("Version").unwrap() < p.find("Statement").unwrap());
+        let a: serde_json::Value = serde_json::from_str(doc).unwrap();
+        let b: serde_json::Value = serde_json::from_str(&p).unwrap();
+        assert_eq!(a, b);
+        assert!(p.contains("\"Condition\": {}"));
+        assert_eq!(pretty("not json"), "not json");
+        assert_eq!(decode("%7B%22a%22%3A1%7D"), r#"{"a":1}"#);
     }
 }
