@@ -247,16 +247,6 @@ impl Kms {
     }
 }
 
-/// An encryption context as a JSON object.
-fn context_json(context: &[(String, String)]) -> Value {
-    Value::Object(
-        context
-            .iter()
-            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
-            .collect(),
-    )
-}
-
 impl coffer_core::DataKeyProvider for Kms {
     fn generate_data_key(
         &self,
@@ -264,20 +254,11 @@ impl coffer_core::DataKeyProvider for Kms {
         key_id: &str,
         context: &[(String, String)],
     ) -> Result<coffer_core::DataKey, ServiceError> {
-        let ec = context_json(context);
-        let input =
-            serde_json::json!({ "KeyId": key_id, "KeySpec": "AES_256", "EncryptionContext": ec });
-        let out = self.handle(ctx, "GenerateDataKey", &input)?;
-        let field = |name: &str| -> Result<Zeroizing<Vec<u8>>, ServiceError> {
-            let s = out[name]
-                .as_str()
-                .ok_or_else(|| internal("GenerateDataKey output"))?;
-            B64.decode(s).map(Zeroizing::new).map_err(internal)
-        };
+        let (key_arn, plaintext, ciphertext) = self.service_data_key(ctx, key_id, context)?;
         Ok(coffer_core::DataKey {
-            key_arn: out["KeyId"].as_str().unwrap_or_default().to_string(),
-            plaintext: field("Plaintext")?,
-            ciphertext: field("CiphertextBlob")?.to_vec(),
+            key_arn,
+            plaintext,
+            ciphertext,
         })
     }
 
@@ -288,18 +269,10 @@ impl coffer_core::DataKeyProvider for Kms {
         ciphertext: &[u8],
         context: &[(String, String)],
     ) -> Result<coffer_core::DataKey, ServiceError> {
-        let ec = context_json(context);
-        let mut input = serde_json::json!({ "CiphertextBlob": B64.encode(ciphertext), "EncryptionContext": ec });
-        if let Some(k) = key_id {
-            input["KeyId"] = Value::String(k.to_string());
-        }
-        let out = self.handle(ctx, "Decrypt", &input)?;
-        let plain = out["Plaintext"]
-            .as_str()
-            .ok_or_else(|| internal("Decrypt output"))?;
+        let (key_arn, plaintext) = self.service_decrypt(ctx, key_id, ciphertext, context)?;
         Ok(coffer_core::DataKey {
-            key_arn: out["KeyId"].as_str().unwrap_or_default().to_string(),
-            plaintext: Zeroizing::new(B64.decode(plain).map_err(internal)?),
+            key_arn,
+            plaintext,
             ciphertext: ciphertext.to_vec(),
         })
     }

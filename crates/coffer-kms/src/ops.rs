@@ -1269,6 +1269,35 @@ impl Kms {
         Ok(out)
     }
 
+    /// GenerateDataKey (AES_256) for a service acting as the caller: the same authorization,
+    /// state and usage checks as the API operation, without a JSON round trip, and the plaintext
+    /// stays in zeroizing memory.
+    pub(crate) fn service_data_key(
+        &self,
+        ctx: &RequestContext,
+        key_id: &str,
+        ec: &[(String, String)],
+    ) -> Result<(String, Zeroizing<Vec<u8>>, Vec<u8>), ServiceError> {
+        let key = self.crypto_key(ctx, key_id, "kms:GenerateDataKey", ec)?;
+        Self::require_encrypt_usage(&key, "GenerateDataKey")?;
+        let mut dk = Zeroizing::new(vec![0u8; 32]);
+        coffer_crypto::random_fill(&mut dk).map_err(internal)?;
+        let blob = self.seal(&key, ec, &dk)?;
+        Ok((key.arn, dk, blob))
+    }
+
+    /// Decrypt for a service acting as the caller (see `service_data_key`).
+    pub(crate) fn service_decrypt(
+        &self,
+        ctx: &RequestContext,
+        key_id: Option<&str>,
+        blob: &[u8],
+        ec: &[(String, String)],
+    ) -> Result<(String, Zeroizing<Vec<u8>>), ServiceError> {
+        let (key, plain) = self.open_blob(ctx, blob, ec, key_id, "kms:Decrypt")?;
+        Ok((key.arn, plain))
+    }
+
     fn generate_random(&self, ctx: &RequestContext, inp: &Input) -> R {
         let n = inp
             .opt_int("NumberOfBytes")?

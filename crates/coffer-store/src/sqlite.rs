@@ -2,15 +2,35 @@
 //! connection and a few reader connections.
 
 use crate::{MetaStore, Reader, Result, StoreError, Txn};
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 const READERS: usize = 4;
+/// Most transactions committed together.
+const MAX_BATCH: usize = 64;
+
+/// The writer connection and the batch of transactions it has open.
+struct Writer {
+    c: Connection,
+    /// A SQLite transaction is open, holding members that wait for its commit.
+    open: bool,
+    members: usize,
+    /// Number of the open (or last) batch.
+    batch: u64,
+    /// Last batch committed (successfully or not).
+    committed: u64,
+    /// Batches whose commit failed (their members report the error); kept short.
+    failed: Vec<u64>,
+}
 
 pub struct SqliteMetaStore {
-    writer: Mutex<Connection>,
+    writer: Mutex<Writer>,
+    /// Threads waiting for the writer: while there are some, a finished transaction leaves the
+    /// batch open for them and the last one commits (group commit: one fsync for many).
+    waiting: AtomicUsize,
+    committed: Condvar,
     readers: Vec<Mutex<Connection>>,
     next: AtomicUsize,
     generation: AtomicU64,
@@ -58,7 +78,16 @@ impl SqliteMetaStore {
             readers.push(Mutex::new(open(path, false)?));
         }
         Ok(SqliteMetaStore {
-            writer: Mutex::new(w),
+            writer: Mutex::new(Writer {
+                c: w,
+                open: false,
+                members: 0,
+                batch: 0,
+                committed: 0,
+                failed: Vec::new(),
+            }),
+            waiting: AtomicUsize::new(0),
+            committed: Condvar::new(),
             readers,
             next: AtomicUsize::new(0),
             generation: AtomicU64::new(0),
@@ -180,27 +209,91 @@ impl MetaStore for SqliteMetaStore {
         self.generation.load(Ordering::Acquire)
     }
 
+    /// Runs `f` in a transaction and returns once it is durable. Concurrent transactions are
+    /// committed together: each runs in its own savepoint inside one SQLite transaction (so a
+    /// failing one rolls back alone), and the last writer in line commits for all of them.
     fn transact(&self, f: &mut dyn FnMut(&mut dyn Txn) -> Result<()>) -> Result<()> {
-        let c = self.writer.lock();
-        c.execute_batch("BEGIN IMMEDIATE").map_err(be)?;
-        let mut t = SqlTxn { c: &c };
-        match f(&mut t) {
-            Ok(()) => match c.execute_batch("COMMIT") {
-                Ok(()) => {
-                    // After the commit, so that a reader that saw the old generation re-reads.
-                    self.generation.fetch_add(1, Ordering::Release);
-                    Ok(())
-                }
-                Err(e) => {
-                    let _ = c.execute_batch("ROLLBACK");
-                    Err(be(e))
-                }
-            },
-            Err(e) => {
-                let _ = c.execute_batch("ROLLBACK");
-                Err(e)
+        self.waiting.fetch_add(1, Ordering::AcqRel);
+        let mut w = self.writer.lock();
+        self.waiting.fetch_sub(1, Ordering::AcqRel);
+        let exec = |c: &Connection, sql: &str| -> rusqlite::Result<()> {
+            // Cached statements: not parsed again for every transaction.
+            c.prepare_cached(sql)?.execute([])?;
+            Ok(())
+        };
+        if !w.open {
+            exec(&w.c, "BEGIN IMMEDIATE").map_err(be)?;
+            w.open = true;
+            w.members = 0;
+            w.batch += 1;
+        }
+        let mut result = exec(&w.c, "SAVEPOINT tx").map_err(be);
+        if result.is_ok() {
+            let mut t = SqlTxn { c: &w.c };
+            result = f(&mut t);
+            let end = if result.is_ok() {
+                exec(&w.c, "RELEASE tx")
+            } else {
+                exec(&w.c, "ROLLBACK TO tx").and_then(|_| exec(&w.c, "RELEASE tx"))
+            };
+            if let Err(e) = end {
+                // The batch is in an unknown state: abandon all of it.
+                let _ = exec(&w.c, "ROLLBACK");
+                w.open = false;
+                let b = w.batch;
+                w.committed = b;
+                w.failed.push(b);
+                self.committed.notify_all();
+                return Err(be(e));
             }
         }
+        if result.is_ok() {
+            w.members += 1;
+        }
+        let my_batch = w.batch;
+        let commit_now = self.waiting.load(Ordering::Acquire) == 0 || w.members >= MAX_BATCH;
+        if commit_now {
+            let ok = if w.members == 0 {
+                // Nothing to keep: end the transaction without a sync.
+                exec(&w.c, "ROLLBACK").is_ok()
+            } else {
+                match exec(&w.c, "COMMIT") {
+                    Ok(()) => true,
+                    Err(e) => {
+                        tracing::error!(error = %e, "metadata commit failed");
+                        let _ = exec(&w.c, "ROLLBACK");
+                        false
+                    }
+                }
+            };
+            w.open = false;
+            w.committed = my_batch;
+            if !ok {
+                w.failed.push(my_batch);
+            } else if w.members > 0 {
+                // After the commit, so that a reader that saw the old generation re-reads.
+                self.generation.fetch_add(1, Ordering::Release);
+            }
+            if w.failed.len() > 64 {
+                w.failed.drain(..32);
+            }
+            self.committed.notify_all();
+            result?;
+            return if ok {
+                Ok(())
+            } else {
+                Err(StoreError::Backend("commit failed".into()))
+            };
+        }
+        // Someone else is in line: they (or the last of them) commit this batch.
+        result?;
+        while w.committed < my_batch {
+            self.committed.wait(&mut w);
+        }
+        if w.failed.contains(&my_batch) {
+            return Err(StoreError::Backend("commit failed".into()));
+        }
+        Ok(())
     }
 }
 
@@ -283,5 +376,38 @@ mod tests {
     fn prefix_end_works() {
         assert_eq!(prefix_end("ab").as_deref(), Some("ac"));
         assert_eq!(prefix_end(""), None);
+    }
+
+    #[test]
+    fn concurrent_transactions_commit_together_and_fail_alone() {
+        let (_d, s) = store();
+        let s = std::sync::Arc::new(s);
+        let threads: Vec<_> = (0..8)
+            .map(|t| {
+                let s = s.clone();
+                std::thread::spawn(move || {
+                    for i in 0..50 {
+                        let key = format!("{t}/{i}");
+                        let fail = i % 7 == 3;
+                        let r = s.transact(&mut |tx| {
+                            tx.put("ns", &key, b"v")?;
+                            if fail {
+                                return Err(StoreError::Backend("no".into()));
+                            }
+                            Ok(())
+                        });
+                        assert_eq!(r.is_ok(), !fail, "{key}");
+                        // Acknowledged means visible to every reader.
+                        assert_eq!(s.get("ns", &key).unwrap().is_some(), !fail, "{key}");
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let all = s.scan("ns", "", None, 10_000).unwrap();
+        assert_eq!(all.len(), 8 * (50 - 7));
+        assert!(s.generation() > 0);
     }
 }
