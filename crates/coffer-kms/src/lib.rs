@@ -254,12 +254,7 @@ impl coffer_core::DataKeyProvider for Kms {
         key_id: &str,
         context: &[(String, String)],
     ) -> Result<coffer_core::DataKey, ServiceError> {
-        let (key_arn, plaintext, ciphertext) = self.service_data_key(ctx, key_id, context)?;
-        Ok(coffer_core::DataKey {
-            key_arn,
-            plaintext,
-            ciphertext,
-        })
+        self.service_data_key(ctx, key_id, context)
     }
 
     fn decrypt_data_key(

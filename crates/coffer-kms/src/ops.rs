@@ -1277,13 +1277,17 @@ impl Kms {
         ctx: &RequestContext,
         key_id: &str,
         ec: &[(String, String)],
-    ) -> Result<(String, Zeroizing<Vec<u8>>, Vec<u8>), ServiceError> {
+    ) -> Result<coffer_core::DataKey, ServiceError> {
         let key = self.crypto_key(ctx, key_id, "kms:GenerateDataKey", ec)?;
         Self::require_encrypt_usage(&key, "GenerateDataKey")?;
         let mut dk = Zeroizing::new(vec![0u8; 32]);
         coffer_crypto::random_fill(&mut dk).map_err(internal)?;
         let blob = self.seal(&key, ec, &dk)?;
-        Ok((key.arn, dk, blob))
+        Ok(coffer_core::DataKey {
+            key_arn: key.arn,
+            plaintext: dk,
+            ciphertext: blob,
+        })
     }
 
     /// Decrypt for a service acting as the caller (see `service_data_key`).
