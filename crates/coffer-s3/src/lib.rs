@@ -19,6 +19,7 @@ macro_rules! set_checksums {
     };
 }
 
+mod checksum;
 pub mod model;
 mod multipart;
 mod objects;

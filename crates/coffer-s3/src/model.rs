@@ -89,6 +89,10 @@ pub struct Object {
     /// Checksums given or computed at upload: (algorithm, base64 value).
     #[serde(default)]
     pub checksums: Vec<(String, String)>,
+    /// `COMPOSITE` for the whole-object checksum of a multipart upload of that type; else (`None`)
+    /// the checksums are of the whole object (`FULL_OBJECT`).
+    #[serde(default)]
+    pub checksum_type: Option<String>,
     /// Multipart objects: the parts' blobs in order (then `blob_id` is empty).
     #[serde(default)]
     pub parts: Vec<PartBlob>,
@@ -144,6 +148,9 @@ pub struct Upload {
     pub metadata: Vec<(String, String)>,
     #[serde(default)]
     pub checksum_algorithm: Option<String>,
+    /// `COMPOSITE` or `FULL_OBJECT` when `checksum_algorithm` is set.
+    #[serde(default)]
+    pub checksum_type: Option<String>,
     #[serde(default)]
     pub tags: Vec<(String, String)>,
 }

@@ -228,7 +228,7 @@ fn sse_s3_aad(blob_id: &str) -> Vec<u8> {
     format!("s3-sse-s3:{blob_id}").into_bytes()
 }
 
-const CHECKSUM_ALGS: [(&str, &str); 5] = [
+pub(crate) const CHECKSUM_ALGS: [(&str, &str); 5] = [
     ("CRC32", "x-amz-checksum-crc32"),
     ("CRC32C", "x-amz-checksum-crc32c"),
     ("SHA1", "x-amz-checksum-sha1"),
@@ -557,6 +557,7 @@ pub(crate) async fn put_object(
             .map(|m| m.into_iter().collect())
             .unwrap_or_default(),
         checksums: checksums.clone(),
+        checksum_type: None,
         parts: vec![],
         inline: inline.map(|c| B64.encode(c)),
         tags,
@@ -586,6 +587,9 @@ pub(crate) async fn put_object(
         o.ssekms_encryption_context = Some(c.clone());
     }
     set_checksums!(o, &checksums);
+    if !checksums.is_empty() {
+        o.checksum_type = Some(ChecksumType::from(crate::checksum::FULL_OBJECT.to_string()));
+    }
     Ok(S3Response::new(o))
 }
 
@@ -841,6 +845,7 @@ pub(crate) async fn copy_object(
         cache_control: cc,
         metadata: md,
         checksums: ingested.checksums,
+        checksum_type: None,
         parts: vec![],
         inline: ingested.inline.map(|c| B64.encode(c)),
         tags: if i
@@ -1258,12 +1263,9 @@ pub(crate) async fn get_object(
         &mut out.sse_customer_algorithm,
         &mut out.sse_customer_key_md5,
     );
-    if i.checksum_mode
-        .as_ref()
-        .is_some_and(|m| m.as_str() == "ENABLED")
-        && range.is_none()
-    {
+    if checksum_mode_enabled(i.checksum_mode.as_ref())? && range.is_none() {
         set_checksums!(out, &o.checksums);
+        out.checksum_type = checksum_type_of(&o);
     }
     Ok(if range.is_some() {
         S3Response::with_status(out, http::StatusCode::PARTIAL_CONTENT)
@@ -1414,6 +1416,13 @@ pub(crate) async fn head_object(
         i.sse_customer_key_md5.as_ref(),
     )?;
     check_customer(&o.sse, ck.as_ref())?;
+    let with_checksums =
+        checksum_mode_enabled(i.checksum_mode.as_ref())? && !o.checksums.is_empty();
+    if with_checksums && matches!(o.sse, Sse::Kms { .. }) {
+        // HEAD with x-amz-checksum-mode needs kms:Decrypt as the caller (the checksum is
+        // protected with the object's data key on AWS).
+        drop(open_data_key(s, &ctx, &o.sse, &o.blob_id, None)?);
+    }
     let mut out = HeadObjectOutput {
         content_length: Some(o.size as i64),
         accept_ranges: Some("bytes".into()),
@@ -1443,7 +1452,35 @@ pub(crate) async fn head_object(
         &mut out.sse_customer_algorithm,
         &mut out.sse_customer_key_md5,
     );
+    if with_checksums {
+        set_checksums!(out, &o.checksums);
+        out.checksum_type = checksum_type_of(&o);
+    }
     Ok(S3Response::new(out))
+}
+
+/// `x-amz-checksum-mode`: only `ENABLED` is valid.
+fn checksum_mode_enabled(mode: Option<&ChecksumMode>) -> S3Result<bool> {
+    match mode.map(|m| m.as_str()) {
+        None => Ok(false),
+        Some("ENABLED") => Ok(true),
+        Some(_) => Err(s3_error!(
+            InvalidRequest,
+            "Value for x-amz-checksum-mode header is invalid."
+        )),
+    }
+}
+
+/// `x-amz-checksum-type` of an object with checksums: `COMPOSITE` for composite multipart
+/// checksums, else `FULL_OBJECT`.
+pub(crate) fn checksum_type_of(o: &Object) -> Option<ChecksumType> {
+    (!o.checksums.is_empty()).then(|| {
+        ChecksumType::from(
+            o.checksum_type
+                .clone()
+                .unwrap_or_else(|| crate::checksum::FULL_OBJECT.to_string()),
+        )
+    })
 }
 
 pub(crate) async fn delete_object(
