@@ -46,11 +46,14 @@ pub enum Sse {
         #[serde(default)]
         aad_id: Option<String>,
     },
-    /// SSE-C: the data key wrapped by the customer's key (base64), AAD `s3-sse-c:<blob id>`; the
-    /// customer key itself is never stored, only its MD5 (as AWS returns it).
+    /// SSE-C: the data key wrapped by the customer's key (base64), AAD `s3-sse-c:<id>` where id
+    /// is `aad_id` (multipart uploads) or else the object's blob id; the customer key itself is
+    /// never stored, only its MD5 (as AWS returns it).
     Customer {
         wrapped_key: String,
         key_md5: String,
+        #[serde(default)]
+        aad_id: Option<String>,
     },
     /// SSE-KMS: the data key's KMS ciphertext (base64), with the KMS key ARN and the encryption
     /// context it is bound to (always including `aws:s3:arn`).

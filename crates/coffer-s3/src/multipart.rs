@@ -5,8 +5,9 @@ use crate::model::{
     NS_OBJECT, NS_PART, NS_UPLOAD, Object, Part, PartBlob, Upload, object_key, part_key, upload_key,
 };
 use crate::objects::{
-    BodyIn, CHECKSUM_ALGS, Ingested, SseChoice, SseRequest, check_conditions, choose_sse, ingest,
-    new_data_key, open_data_key, readable, set_sse_out, stream_plaintext,
+    BodyIn, CHECKSUM_ALGS, CustomerKey, Ingested, SseChoice, SseRequest, check_conditions,
+    choose_sse, customer_key, ingest, new_data_key, open_data_key, readable, set_sse_c_out,
+    set_sse_out, stream_plaintext,
 };
 use crate::{Inner, internal, principal_owner, s3e, timestamp};
 use coffer_core::ServiceError;
@@ -64,7 +65,13 @@ pub(crate) async fn create(
             ssekms_key_id: i.ssekms_key_id.as_ref(),
             bucket_key_enabled: i.bucket_key_enabled,
             ssekms_encryption_context: i.ssekms_encryption_context.as_ref(),
-            sse_c: None,
+            sse_c: customer_key(
+                s,
+                ctx.secure_transport,
+                i.sse_customer_algorithm.as_ref(),
+                i.sse_customer_key.as_ref(),
+                i.sse_customer_key_md5.as_ref(),
+            )?,
         },
     )?;
     let mut extra = vec![];
@@ -87,12 +94,6 @@ pub(crate) async fn create(
     s.authorize(&ctx, "s3:PutObject", &arn, Some(&bucket), &extra)?;
     if !tags.is_empty() {
         s.authorize(&ctx, "s3:PutObjectTagging", &arn, Some(&bucket), &extra)?;
-    }
-    if i.sse_customer_algorithm.is_some() || i.sse_customer_key.is_some() {
-        return Err(s3_error!(
-            NotImplemented,
-            "Multipart uploads with SSE-C are not supported by Coffer yet."
-        ));
     }
     let mode = crate::checksum::upload_mode(
         i.checksum_algorithm.as_ref().map(|a| a.as_str()),
@@ -140,7 +141,84 @@ pub(crate) async fn create(
         &mut out.ssekms_key_id,
         &mut out.bucket_key_enabled,
     );
+    set_sse_c_out(
+        &stored,
+        &mut out.sse_customer_algorithm,
+        &mut out.sse_customer_key_md5,
+    );
+    if let crate::model::Sse::Kms {
+        client_context: Some(c),
+        ..
+    } = &stored
+    {
+        out.ssekms_encryption_context = Some(c.clone());
+    }
     Ok(S3Response::new(out))
+}
+
+/// The upload's data key for UploadPart / UploadPartCopy (`kms:Decrypt` as the caller for
+/// SSE-KMS): an SSE-C upload needs the customer key it was created with, on every part.
+fn part_data_key(
+    s: &Inner,
+    ctx: &coffer_core::RequestContext,
+    up: &Upload,
+    ck: Option<&CustomerKey>,
+) -> S3Result<zeroize::Zeroizing<Vec<u8>>> {
+    check_upload_customer_key(up, ck, true)?;
+    open_data_key(s, ctx, &up.sse, &up.id, ck)
+}
+
+/// An SSE-C upload's customer key on a request about it: `required` on parts (S3's texts); on
+/// Complete and ListParts only when the upload has checksums. A key that is not the upload's is
+/// refused; a key for an upload that is not SSE-C too.
+fn check_upload_customer_key(
+    up: &Upload,
+    ck: Option<&CustomerKey>,
+    required: bool,
+) -> S3Result<()> {
+    match (&up.sse, ck) {
+        (crate::model::Sse::Customer { key_md5, .. }, Some(k)) => {
+            if coffer_crypto::ct_eq(key_md5.as_bytes(), k.md5.as_bytes()) {
+                Ok(())
+            } else {
+                Err(s3_error!(
+                    InvalidRequest,
+                    "The provided encryption parameters did not match the ones used originally."
+                ))
+            }
+        }
+        (crate::model::Sse::Customer { .. }, None) if required => Err(s3_error!(
+            InvalidRequest,
+            "The multipart upload initiate requested encryption. Subsequent part requests must include the appropriate encryption parameters."
+        )),
+        (crate::model::Sse::Customer { .. }, None) if up.checksum_algorithm.is_some() => {
+            Err(s3_error!(
+                InvalidRequest,
+                "To retrieve Part Checksum data requests must include appropriate encryption parameters."
+            ))
+        }
+        (crate::model::Sse::Customer { .. }, None) => Ok(()),
+        (_, Some(_)) => Err(s3_error!(
+            InvalidRequest,
+            "The encryption parameters are not applicable to this object."
+        )),
+        (_, None) => Ok(()),
+    }
+}
+
+/// Complete and ListParts: `kms:Decrypt` as the caller for SSE-KMS uploads; the customer key of
+/// SSE-C uploads when given (or needed).
+fn check_upload_access(
+    s: &Inner,
+    ctx: &coffer_core::RequestContext,
+    up: &Upload,
+    ck: Option<&CustomerKey>,
+) -> S3Result<()> {
+    check_upload_customer_key(up, ck, false)?;
+    match (&up.sse, ck) {
+        (crate::model::Sse::Customer { .. }, None) => Ok(()),
+        _ => open_data_key(s, ctx, &up.sse, &up.id, ck).map(drop),
+    }
 }
 
 pub(crate) async fn upload_part(
@@ -165,8 +243,15 @@ pub(crate) async fn upload_part(
         &[],
     )?;
     let up = load_upload(s, &bucket.name, &req.input.upload_id, &key)?;
-    // kms:Decrypt as the caller, as AWS requires for UploadPart.
-    let dk = open_data_key(s, &ctx, &up.sse, &up.id, None)?;
+    let ck = customer_key(
+        s,
+        ctx.secure_transport,
+        req.input.sse_customer_algorithm.as_ref(),
+        req.input.sse_customer_key.as_ref(),
+        req.input.sse_customer_key_md5.as_ref(),
+    )?;
+    // kms:Decrypt as the caller, as AWS requires for UploadPart; SSE-C: the upload's key.
+    let dk = part_data_key(s, &ctx, &up, ck.as_ref())?;
     let provided = [
         req.input.checksum_crc32.clone(),
         req.input.checksum_crc32c.clone(),
@@ -217,6 +302,11 @@ pub(crate) async fn upload_part(
         &mut out.server_side_encryption,
         &mut out.ssekms_key_id,
         &mut out.bucket_key_enabled,
+    );
+    set_sse_c_out(
+        &up.sse,
+        &mut out.sse_customer_algorithm,
+        &mut out.sse_customer_key_md5,
     );
     set_checksums!(out, &checksums);
     Ok(S3Response::new(out))
@@ -337,10 +427,10 @@ pub(crate) async fn upload_part_copy(
             "Copying from an access point is not supported by Coffer yet."
         ));
     };
-    if version_id.is_some() || i.copy_source_sse_customer_algorithm.is_some() {
+    if version_id.is_some() {
         return Err(s3_error!(
             NotImplemented,
-            "Versioned and SSE-C copy sources are not supported by Coffer yet."
+            "Versioned copy sources are not supported by Coffer yet."
         ));
     }
     s.authorize(
@@ -386,8 +476,22 @@ pub(crate) async fn upload_part_copy(
             (a, b + 1)
         }
     };
-    let src_dk = open_data_key(s, &ctx, &src.sse, &src.blob_id, None)?;
-    let dk = open_data_key(s, &ctx, &up.sse, &up.id, None)?;
+    let src_ck = customer_key(
+        s,
+        ctx.secure_transport,
+        i.copy_source_sse_customer_algorithm.as_ref(),
+        i.copy_source_sse_customer_key.as_ref(),
+        i.copy_source_sse_customer_key_md5.as_ref(),
+    )?;
+    let ck = customer_key(
+        s,
+        ctx.secure_transport,
+        i.sse_customer_algorithm.as_ref(),
+        i.sse_customer_key.as_ref(),
+        i.sse_customer_key_md5.as_ref(),
+    )?;
+    let src_dk = open_data_key(s, &ctx, &src.sse, &src.blob_id, src_ck.as_ref())?;
+    let dk = part_data_key(s, &ctx, &up, ck.as_ref())?;
     let body = stream_plaintext(s, &src, src_dk, start, end)?;
     let blob_id = uuid::Uuid::new_v4().simple().to_string();
     let Ingested {
@@ -431,6 +535,11 @@ pub(crate) async fn upload_part_copy(
         &mut out.ssekms_key_id,
         &mut out.bucket_key_enabled,
     );
+    set_sse_c_out(
+        &up.sse,
+        &mut out.sse_customer_algorithm,
+        &mut out.sse_customer_key_md5,
+    );
     Ok(S3Response::new(out))
 }
 
@@ -450,7 +559,14 @@ pub(crate) async fn complete(
     )?;
     let up = load_upload(s, &bucket.name, &req.input.upload_id, &key)?;
     // kms:Decrypt as the caller, as AWS requires for CompleteMultipartUpload.
-    drop(open_data_key(s, &ctx, &up.sse, &up.id, None)?);
+    let ck = customer_key(
+        s,
+        ctx.secure_transport,
+        req.input.sse_customer_algorithm.as_ref(),
+        req.input.sse_customer_key.as_ref(),
+        req.input.sse_customer_key_md5.as_ref(),
+    )?;
+    check_upload_access(s, &ctx, &up, ck.as_ref())?;
     let requested = req
         .input
         .multipart_upload
@@ -782,7 +898,14 @@ pub(crate) async fn list_parts(
     )?;
     let up = load_upload(s, &bucket.name, &req.input.upload_id, &key)?;
     // kms:Decrypt as the caller, as AWS requires for ListParts.
-    drop(open_data_key(s, &ctx, &up.sse, &up.id, None)?);
+    let ck = customer_key(
+        s,
+        ctx.secure_transport,
+        req.input.sse_customer_algorithm.as_ref(),
+        req.input.sse_customer_key.as_ref(),
+        req.input.sse_customer_key_md5.as_ref(),
+    )?;
+    check_upload_access(s, &ctx, &up, ck.as_ref())?;
     let max = req.input.max_parts.unwrap_or(1000).clamp(0, 1000) as usize;
     let marker: i32 = req.input.part_number_marker.unwrap_or(0);
     let parts: Vec<Part> = parts_of(s, &up.id)?

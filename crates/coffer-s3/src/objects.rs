@@ -1067,6 +1067,7 @@ pub(crate) fn new_data_key(
                 Sse::Customer {
                     wrapped_key: B64.encode(wrapped),
                     key_md5: ck.md5.clone(),
+                    aad_id: Some(aad_id.to_string()),
                 },
                 None,
             ))
@@ -1137,12 +1138,17 @@ pub(crate) fn open_data_key(
 ) -> S3Result<Zeroizing<Vec<u8>>> {
     check_customer(sse, customer)?;
     match sse {
-        Sse::Customer { wrapped_key, .. } => {
+        Sse::Customer {
+            wrapped_key,
+            aad_id,
+            ..
+        } => {
             let ck = customer.ok_or_else(|| s3e(internal("checked above")))?;
             let w = B64.decode(wrapped_key).map_err(|e| s3e(internal(e)))?;
             let wrapper =
                 coffer_crypto::RootKey::from_bytes(&ck.key).map_err(|e| s3e(internal(e)))?;
-            wrapper.unwrap(&sse_c_aad(blob_id), &w).map_err(|_| {
+            let aad = sse_c_aad(aad_id.as_deref().unwrap_or(blob_id));
+            wrapper.unwrap(&aad, &w).map_err(|_| {
                 access_denied(
                     "The SSE-C key provided does not match the key the object was encrypted with.",
                 )
