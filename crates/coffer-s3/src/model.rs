@@ -30,10 +30,26 @@ pub struct Bucket {
     pub policy: Option<String>,
     #[serde(default)]
     pub tags: Vec<(String, String)>,
+    /// Bucket keys (SSE-KMS with `BucketKeyEnabled`): KMS ciphertexts of bucket-level data keys,
+    /// one per KMS key identifier and encryption context; objects derive their keys from them.
+    #[serde(default)]
+    pub bucket_keys: Vec<BucketKey>,
     /// `Suspended` once set so; `None` when versioning was never configured. (Enabling versioning
     /// is not supported yet.)
     #[serde(default)]
     pub versioning: Option<String>,
+}
+
+/// A bucket key: the KMS ciphertext of a bucket-level data key (its plaintext is never stored).
+#[derive(Serialize, Deserialize, Clone, Debug)]
+pub struct BucketKey {
+    /// The KMS key identifier as the request or the bucket configuration gave it.
+    pub key_id: String,
+    pub key_arn: String,
+    /// base64 KMS ciphertext, bound to `context` (`aws:s3:arn` = the bucket's ARN).
+    pub ciphertext: String,
+    pub context: Vec<(String, String)>,
+    pub created: i64,
 }
 
 /// How an object's data key is kept.
@@ -64,6 +80,10 @@ pub enum Sse {
         bucket_key_enabled: bool,
         /// The `x-amz-server-side-encryption-context` the client gave (base64 JSON), if any.
         client_context: Option<String>,
+        /// With a bucket key, `ciphertext` is the bucket key's and the object's data key is
+        /// HKDF-SHA256(bucket key, this salt (base64)).
+        #[serde(default)]
+        bucket_key_salt: Option<String>,
     },
 }
 
