@@ -82,3 +82,94 @@ def test_sse_c_copies(server, s3):
     assert status_code(s3.get_object, Bucket=bucket, Key="rekeyed", SSECustomerAlgorithm="AES256", SSECustomerKey=key)[0] == 403
     # copying an SSE-C source without its key fails
     assert status_code(s3.copy_object, Bucket=bucket, Key="x", CopySource={"Bucket": bucket, "Key": "src"})[0] == 400
+
+
+def sse_c_args(key: bytes, prefix: str = "") -> dict:
+    return {f"{prefix}SSECustomerAlgorithm": "AES256", f"{prefix}SSECustomerKey": key}
+
+
+def test_sse_c_multipart_upload(server, s3):
+    bucket = uid("ssecmp")
+    s3.create_bucket(Bucket=bucket)
+    key, other = os.urandom(32), os.urandom(32)
+    md5 = base64.b64encode(hashlib.md5(key).digest()).decode()
+    parts_data = [os.urandom(5 * 1024 * 1024), os.urandom(70_000)]
+    up = s3.create_multipart_upload(Bucket=bucket, Key="mp", ChecksumAlgorithm="CRC32", **sse_c_args(key))
+    assert (up["SSECustomerAlgorithm"], up["SSECustomerKeyMD5"]) == ("AES256", md5)
+    assert "ServerSideEncryption" not in up
+    uid_ = up["UploadId"]
+    # every part needs the upload's key: missing 400, another key 400
+    assert status_code(s3.upload_part, Bucket=bucket, Key="mp", UploadId=uid_, PartNumber=1, Body=b"x") == (400, "InvalidRequest")
+    with pytest.raises(ClientError) as e:
+        s3.upload_part(Bucket=bucket, Key="mp", UploadId=uid_, PartNumber=1, Body=b"x", **sse_c_args(other))
+    err = e.value.response["Error"]
+    assert (err["Code"], err["Message"]) == ("InvalidRequest", "The provided encryption parameters did not match the ones used originally.")
+    parts = []
+    for n, body in enumerate(parts_data, 1):
+        r = s3.upload_part(Bucket=bucket, Key="mp", UploadId=uid_, PartNumber=n, Body=body, **sse_c_args(key))
+        assert (r["SSECustomerAlgorithm"], r["SSECustomerKeyMD5"]) == ("AES256", md5)
+        parts.append({"PartNumber": n, "ETag": r["ETag"], "ChecksumCRC32": r["ChecksumCRC32"]})
+    # ListParts of an upload with checksums needs the key too
+    assert status_code(s3.list_parts, Bucket=bucket, Key="mp", UploadId=uid_) == (400, "InvalidRequest")
+    # (botocore encodes the key for ListParts only if given as text)
+    encoded = {"SSECustomerAlgorithm": "AES256", "SSECustomerKey": base64.b64encode(key).decode(), "SSECustomerKeyMD5": md5}
+    assert len(s3.list_parts(Bucket=bucket, Key="mp", UploadId=uid_, **encoded)["Parts"]) == 2
+    assert status_code(
+        s3.complete_multipart_upload, Bucket=bucket, Key="mp", UploadId=uid_, MultipartUpload={"Parts": parts}, **sse_c_args(other)
+    ) == (400, "InvalidRequest")
+    with pytest.raises(ClientError) as e:
+        s3.complete_multipart_upload(Bucket=bucket, Key="mp", UploadId=uid_, MultipartUpload={"Parts": parts})
+    assert e.value.response["Error"]["Message"] == (
+        "To retrieve Part Checksum data requests must include appropriate encryption parameters."
+    )
+    s3.complete_multipart_upload(Bucket=bucket, Key="mp", UploadId=uid_, MultipartUpload={"Parts": parts}, **sse_c_args(key))
+    data = b"".join(parts_data)
+    # reading needs the key: 400 without, 403 with another
+    assert status_code(s3.get_object, Bucket=bucket, Key="mp") == (400, "InvalidRequest")
+    assert status_code(s3.get_object, Bucket=bucket, Key="mp", **sse_c_args(other)) == (403, "AccessDenied")
+    got = s3.get_object(Bucket=bucket, Key="mp", **sse_c_args(key))
+    assert got["SSECustomerKeyMD5"] == md5 and got["Body"].read() == data
+    ranged = s3.get_object(Bucket=bucket, Key="mp", Range="bytes=5242000-5243000", **sse_c_args(key))
+    assert ranged["Body"].read() == data[5242000:5243001]
+    head = s3.head_object(Bucket=bucket, Key="mp", **sse_c_args(key))
+    assert head["ContentLength"] == len(data) and head["ETag"].strip('"').endswith("-2")
+    # the customer key never reaches the disk
+    for f in server.data_dir.rglob("*"):
+        if f.is_file():
+            assert key not in f.read_bytes(), f
+
+
+def test_sse_c_upload_part_copy(s3):
+    bucket = uid("ssecpc")
+    s3.create_bucket(Bucket=bucket)
+    src_key, dst_key = os.urandom(32), os.urandom(32)
+    data = os.urandom(5 * 1024 * 1024 + 10)
+    s3.put_object(Bucket=bucket, Key="src", Body=data, **sse_c_args(src_key))
+    s3.put_object(Bucket=bucket, Key="plain", Body=b"tail bytes")
+    up = s3.create_multipart_upload(Bucket=bucket, Key="dst", **sse_c_args(dst_key))
+    u = up["UploadId"]
+    # the source needs its key, the destination the upload's
+    assert status_code(
+        s3.upload_part_copy, Bucket=bucket, Key="dst", UploadId=u, PartNumber=1, CopySource={"Bucket": bucket, "Key": "src"},
+        **sse_c_args(dst_key),
+    ) == (400, "InvalidRequest")
+    assert status_code(
+        s3.upload_part_copy, Bucket=bucket, Key="dst", UploadId=u, PartNumber=1, CopySource={"Bucket": bucket, "Key": "src"},
+        **sse_c_args(src_key, "CopySource"),
+    ) == (400, "InvalidRequest")
+    r1 = s3.upload_part_copy(
+        Bucket=bucket, Key="dst", UploadId=u, PartNumber=1, CopySource={"Bucket": bucket, "Key": "src"},
+        **sse_c_args(src_key, "CopySource"), **sse_c_args(dst_key),
+    )
+    assert r1["SSECustomerKeyMD5"] == base64.b64encode(hashlib.md5(dst_key).digest()).decode()
+    r2 = s3.upload_part_copy(
+        Bucket=bucket, Key="dst", UploadId=u, PartNumber=2, CopySource={"Bucket": bucket, "Key": "plain"}, **sse_c_args(dst_key),
+    )
+    parts = [{"PartNumber": 1, "ETag": r1["CopyPartResult"]["ETag"]}, {"PartNumber": 2, "ETag": r2["CopyPartResult"]["ETag"]}]
+    # no checksums: Complete does not need the key
+    s3.complete_multipart_upload(Bucket=bucket, Key="dst", UploadId=u, MultipartUpload={"Parts": parts})
+    assert s3.get_object(Bucket=bucket, Key="dst", **sse_c_args(dst_key))["Body"].read() == data + b"tail bytes"
+    assert status_code(s3.get_object, Bucket=bucket, Key="dst", **sse_c_args(src_key)) == (403, "AccessDenied")
+    # a multipart SSE-C object copies as a source like any other
+    s3.copy_object(Bucket=bucket, Key="copy", CopySource={"Bucket": bucket, "Key": "dst"}, **sse_c_args(dst_key, "CopySource"))
+    assert s3.get_object(Bucket=bucket, Key="copy")["Body"].read() == data + b"tail bytes"

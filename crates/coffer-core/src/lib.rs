@@ -190,6 +190,15 @@ pub trait DataKeyProvider: Send + Sync {
     ) -> Result<DataKey, ServiceError>;
     /// The full key ARN of `key_id` (any identifier form), if the caller may describe it.
     fn key_arn(&self, ctx: &RequestContext, key_id: &str) -> Result<String, ServiceError>;
+    /// Checks, as `generate_data_key` would (authorization and key state), that the caller may
+    /// have a data key under `key_id` bound to `context`, without making one: for a service
+    /// reusing a data key it obtained earlier (S3 bucket keys).
+    fn authorize_generate_data_key(
+        &self,
+        ctx: &RequestContext,
+        key_id: &str,
+        context: &[(String, String)],
+    ) -> Result<(), ServiceError>;
 }
 
 /// A data key: its plaintext (zeroized on drop), its ciphertext, and the KMS key's ARN.

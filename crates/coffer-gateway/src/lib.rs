@@ -477,6 +477,7 @@ impl App {
         peer: SocketAddr,
         reply: &Reply,
     ) -> Response<Body> {
+        let target = s3_target(&parts);
         let mut req = Request::from_parts(parts, body);
         req.extensions_mut().insert(coffer_s3::ClientInfo {
             ip: Some(canonical_ip(peer.ip())),
@@ -503,6 +504,24 @@ impl App {
                         body.push_str("<Message>");
                         encode::xml_escape(s3_default_message(code), &mut body);
                         body.push_str("</Message>");
+                    }
+                    // AWS names the missing bucket or key in the error.
+                    let code = text
+                        .split_once("<Code>")
+                        .and_then(|(_, r)| r.split_once("</Code>"))
+                        .map(|(c, _)| c);
+                    match (code, &target) {
+                        (Some("NoSuchBucket"), (Some(b), _)) if !text.contains("<BucketName>") => {
+                            body.push_str("<BucketName>");
+                            encode::xml_escape(b, &mut body);
+                            body.push_str("</BucketName>");
+                        }
+                        (Some("NoSuchKey"), (_, Some(k))) if !text.contains("<Key>") => {
+                            body.push_str("<Key>");
+                            encode::xml_escape(k, &mut body);
+                            body.push_str("</Key>");
+                        }
+                        _ => {}
                     }
                     body.push_str("<RequestId>");
                     encode::xml_escape(&reply.request_id, &mut body);
@@ -1009,5 +1028,33 @@ pub async fn serve(
     tokio::select! {
         _ = graceful.shutdown() => tracing::info!("all connections drained"),
         _ = tokio::time::sleep(drain) => tracing::warn!("drain timeout; closing remaining connections"),
+    }
+}
+
+/// The bucket and key an S3 request names (virtual-hosted style under `localhost`, else path
+/// style), percent-decoded: for AWS's `<BucketName>` and `<Key>` in error bodies.
+fn s3_target(parts: &http::request::Parts) -> (Option<String>, Option<String>) {
+    let decode = |s: &str| {
+        percent_encoding::percent_decode_str(s)
+            .decode_utf8_lossy()
+            .into_owned()
+    };
+    let path = parts.uri.path().trim_start_matches('/');
+    let host = parts
+        .headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or_default();
+    let name = match host.rsplit_once(':') {
+        Some((h, port)) if !h.ends_with(']') && port.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => host,
+    };
+    let non_empty = |s: String| (!s.is_empty()).then_some(s);
+    match name.strip_suffix(".localhost").filter(|b| !b.is_empty()) {
+        Some(bucket) => (Some(bucket.to_string()), non_empty(decode(path))),
+        None => {
+            let (b, k) = path.split_once('/').unwrap_or((path, ""));
+            (non_empty(decode(b)), non_empty(decode(k)))
+        }
     }
 }

@@ -272,6 +272,25 @@ impl coffer_core::DataKeyProvider for Kms {
         })
     }
 
+    fn authorize_generate_data_key(
+        &self,
+        ctx: &coffer_core::RequestContext,
+        key_id: &str,
+        context: &[(String, String)],
+    ) -> Result<(), ServiceError> {
+        let input = serde_json::json!({
+            "KeyId": key_id,
+            "KeySpec": "AES_256",
+            "EncryptionContext": context_json(context),
+            "DryRun": true,
+        });
+        match self.handle(ctx, "GenerateDataKey", &input) {
+            Err(e) if e.code == "DryRunOperationException" => Ok(()),
+            Err(e) => Err(e),
+            Ok(_) => Err(internal("GenerateDataKey with DryRun made a key")),
+        }
+    }
+
     fn key_arn(
         &self,
         ctx: &coffer_core::RequestContext,

@@ -19,6 +19,7 @@ macro_rules! set_checksums {
     };
 }
 
+mod checksum;
 pub mod model;
 mod multipart;
 mod objects;
@@ -52,6 +53,9 @@ pub struct Inner {
     pub(crate) region: String,
     /// SSE-KMS and SSE-C requests need TLS (true when listening beyond loopback).
     pub(crate) require_tls_for_sse: bool,
+    /// Bucket keys recently obtained, in memory only (see `objects::bucket_data_key`).
+    pub(crate) bucket_key_cache:
+        std::sync::Mutex<std::collections::HashMap<String, objects::CachedBucketKey>>,
 }
 
 /// The S3 service; cheap to clone.
@@ -79,6 +83,7 @@ impl CofferS3 {
             clock,
             region: region.to_string(),
             require_tls_for_sse,
+            bucket_key_cache: Default::default(),
         }))
     }
 
@@ -409,6 +414,7 @@ impl S3 for CofferS3 {
             encryption: None,
             policy: None,
             tags: vec![],
+            bucket_keys: vec![],
             versioning: None,
         };
         let account = ctx.principal.account.clone();

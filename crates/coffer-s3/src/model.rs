@@ -30,10 +30,26 @@ pub struct Bucket {
     pub policy: Option<String>,
     #[serde(default)]
     pub tags: Vec<(String, String)>,
+    /// Bucket keys (SSE-KMS with `BucketKeyEnabled`): KMS ciphertexts of bucket-level data keys,
+    /// one per KMS key identifier and encryption context; objects derive their keys from them.
+    #[serde(default)]
+    pub bucket_keys: Vec<BucketKey>,
     /// `Suspended` once set so; `None` when versioning was never configured. (Enabling versioning
     /// is not supported yet.)
     #[serde(default)]
     pub versioning: Option<String>,
+}
+
+/// A bucket key: the KMS ciphertext of a bucket-level data key (its plaintext is never stored).
+#[derive(Serialize, Deserialize, Clone, Debug)]
+pub struct BucketKey {
+    /// The KMS key identifier as the request or the bucket configuration gave it.
+    pub key_id: String,
+    pub key_arn: String,
+    /// base64 KMS ciphertext, bound to `context` (`aws:s3:arn` = the bucket's ARN).
+    pub ciphertext: String,
+    pub context: Vec<(String, String)>,
+    pub created: i64,
 }
 
 /// How an object's data key is kept.
@@ -46,11 +62,14 @@ pub enum Sse {
         #[serde(default)]
         aad_id: Option<String>,
     },
-    /// SSE-C: the data key wrapped by the customer's key (base64), AAD `s3-sse-c:<blob id>`; the
-    /// customer key itself is never stored, only its MD5 (as AWS returns it).
+    /// SSE-C: the data key wrapped by the customer's key (base64), AAD `s3-sse-c:<id>` where id
+    /// is `aad_id` (multipart uploads) or else the object's blob id; the customer key itself is
+    /// never stored, only its MD5 (as AWS returns it).
     Customer {
         wrapped_key: String,
         key_md5: String,
+        #[serde(default)]
+        aad_id: Option<String>,
     },
     /// SSE-KMS: the data key's KMS ciphertext (base64), with the KMS key ARN and the encryption
     /// context it is bound to (always including `aws:s3:arn`).
@@ -61,6 +80,10 @@ pub enum Sse {
         bucket_key_enabled: bool,
         /// The `x-amz-server-side-encryption-context` the client gave (base64 JSON), if any.
         client_context: Option<String>,
+        /// With a bucket key, `ciphertext` is the bucket key's and the object's data key is
+        /// HKDF-SHA256(bucket key, this salt (base64)).
+        #[serde(default)]
+        bucket_key_salt: Option<String>,
     },
 }
 
@@ -89,6 +112,10 @@ pub struct Object {
     /// Checksums given or computed at upload: (algorithm, base64 value).
     #[serde(default)]
     pub checksums: Vec<(String, String)>,
+    /// `COMPOSITE` for the whole-object checksum of a multipart upload of that type; else (`None`)
+    /// the checksums are of the whole object (`FULL_OBJECT`).
+    #[serde(default)]
+    pub checksum_type: Option<String>,
     /// Multipart objects: the parts' blobs in order (then `blob_id` is empty).
     #[serde(default)]
     pub parts: Vec<PartBlob>,
@@ -144,6 +171,9 @@ pub struct Upload {
     pub metadata: Vec<(String, String)>,
     #[serde(default)]
     pub checksum_algorithm: Option<String>,
+    /// `COMPOSITE` or `FULL_OBJECT` when `checksum_algorithm` is set.
+    #[serde(default)]
+    pub checksum_type: Option<String>,
     #[serde(default)]
     pub tags: Vec<(String, String)>,
 }

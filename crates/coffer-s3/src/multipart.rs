@@ -5,8 +5,9 @@ use crate::model::{
     NS_OBJECT, NS_PART, NS_UPLOAD, Object, Part, PartBlob, Upload, object_key, part_key, upload_key,
 };
 use crate::objects::{
-    BodyIn, Ingested, SseChoice, SseRequest, check_conditions, choose_sse, ingest, new_data_key,
-    open_data_key, readable, set_sse_out, stream_plaintext,
+    BodyIn, CHECKSUM_ALGS, CustomerKey, Ingested, SseChoice, SseRequest, check_conditions,
+    choose_sse, customer_key, ingest, new_data_key, open_data_key, readable, set_sse_c_out,
+    set_sse_out, stream_plaintext,
 };
 use crate::{Inner, internal, principal_owner, s3e, timestamp};
 use coffer_core::ServiceError;
@@ -64,7 +65,13 @@ pub(crate) async fn create(
             ssekms_key_id: i.ssekms_key_id.as_ref(),
             bucket_key_enabled: i.bucket_key_enabled,
             ssekms_encryption_context: i.ssekms_encryption_context.as_ref(),
-            sse_c: None,
+            sse_c: customer_key(
+                s,
+                ctx.secure_transport,
+                i.sse_customer_algorithm.as_ref(),
+                i.sse_customer_key.as_ref(),
+                i.sse_customer_key_md5.as_ref(),
+            )?,
         },
     )?;
     let mut extra = vec![];
@@ -88,12 +95,10 @@ pub(crate) async fn create(
     if !tags.is_empty() {
         s.authorize(&ctx, "s3:PutObjectTagging", &arn, Some(&bucket), &extra)?;
     }
-    if i.sse_customer_algorithm.is_some() || i.sse_customer_key.is_some() {
-        return Err(s3_error!(
-            NotImplemented,
-            "Multipart uploads with SSE-C are not supported by Coffer yet."
-        ));
-    }
+    let mode = crate::checksum::upload_mode(
+        i.checksum_algorithm.as_ref().map(|a| a.as_str()),
+        i.checksum_type.as_ref().map(|t| t.as_str()),
+    )?;
     let upload_id = uuid::Uuid::new_v4().simple().to_string();
     let (_dk, stored, kms_arn) = new_data_key(s, &ctx, &sse, &upload_id, &arn)?;
     let up = Upload {
@@ -113,10 +118,8 @@ pub(crate) async fn create(
             .clone()
             .map(|m| m.into_iter().collect())
             .unwrap_or_default(),
-        checksum_algorithm: i
-            .checksum_algorithm
-            .as_ref()
-            .map(|a| a.as_str().to_ascii_uppercase()),
+        checksum_algorithm: mode.as_ref().map(|(a, _)| a.clone()),
+        checksum_type: mode.as_ref().map(|(_, t)| t.clone()),
         tags,
     };
     let k = upload_key(&bucket.name, &upload_id, &key);
@@ -125,7 +128,10 @@ pub(crate) async fn create(
         bucket: Some(bucket.name.clone()),
         key: Some(key),
         upload_id: Some(upload_id),
-        checksum_algorithm: i.checksum_algorithm.clone(),
+        checksum_algorithm: mode
+            .as_ref()
+            .map(|(a, _)| ChecksumAlgorithm::from(a.clone())),
+        checksum_type: mode.as_ref().map(|(_, t)| ChecksumType::from(t.clone())),
         ..Default::default()
     };
     set_sse_out(
@@ -135,7 +141,84 @@ pub(crate) async fn create(
         &mut out.ssekms_key_id,
         &mut out.bucket_key_enabled,
     );
+    set_sse_c_out(
+        &stored,
+        &mut out.sse_customer_algorithm,
+        &mut out.sse_customer_key_md5,
+    );
+    if let crate::model::Sse::Kms {
+        client_context: Some(c),
+        ..
+    } = &stored
+    {
+        out.ssekms_encryption_context = Some(c.clone());
+    }
     Ok(S3Response::new(out))
+}
+
+/// The upload's data key for UploadPart / UploadPartCopy (`kms:Decrypt` as the caller for
+/// SSE-KMS): an SSE-C upload needs the customer key it was created with, on every part.
+fn part_data_key(
+    s: &Inner,
+    ctx: &coffer_core::RequestContext,
+    up: &Upload,
+    ck: Option<&CustomerKey>,
+) -> S3Result<zeroize::Zeroizing<Vec<u8>>> {
+    check_upload_customer_key(up, ck, true)?;
+    open_data_key(s, ctx, &up.sse, &up.id, ck)
+}
+
+/// An SSE-C upload's customer key on a request about it: `required` on parts (S3's texts); on
+/// Complete and ListParts only when the upload has checksums. A key that is not the upload's is
+/// refused; a key for an upload that is not SSE-C too.
+fn check_upload_customer_key(
+    up: &Upload,
+    ck: Option<&CustomerKey>,
+    required: bool,
+) -> S3Result<()> {
+    match (&up.sse, ck) {
+        (crate::model::Sse::Customer { key_md5, .. }, Some(k)) => {
+            if coffer_crypto::ct_eq(key_md5.as_bytes(), k.md5.as_bytes()) {
+                Ok(())
+            } else {
+                Err(s3_error!(
+                    InvalidRequest,
+                    "The provided encryption parameters did not match the ones used originally."
+                ))
+            }
+        }
+        (crate::model::Sse::Customer { .. }, None) if required => Err(s3_error!(
+            InvalidRequest,
+            "The multipart upload initiate requested encryption. Subsequent part requests must include the appropriate encryption parameters."
+        )),
+        (crate::model::Sse::Customer { .. }, None) if up.checksum_algorithm.is_some() => {
+            Err(s3_error!(
+                InvalidRequest,
+                "To retrieve Part Checksum data requests must include appropriate encryption parameters."
+            ))
+        }
+        (crate::model::Sse::Customer { .. }, None) => Ok(()),
+        (_, Some(_)) => Err(s3_error!(
+            InvalidRequest,
+            "The encryption parameters are not applicable to this object."
+        )),
+        (_, None) => Ok(()),
+    }
+}
+
+/// Complete and ListParts: `kms:Decrypt` as the caller for SSE-KMS uploads; the customer key of
+/// SSE-C uploads when given (or needed).
+fn check_upload_access(
+    s: &Inner,
+    ctx: &coffer_core::RequestContext,
+    up: &Upload,
+    ck: Option<&CustomerKey>,
+) -> S3Result<()> {
+    check_upload_customer_key(up, ck, false)?;
+    match (&up.sse, ck) {
+        (crate::model::Sse::Customer { .. }, None) => Ok(()),
+        _ => open_data_key(s, ctx, &up.sse, &up.id, ck).map(drop),
+    }
 }
 
 pub(crate) async fn upload_part(
@@ -160,8 +243,33 @@ pub(crate) async fn upload_part(
         &[],
     )?;
     let up = load_upload(s, &bucket.name, &req.input.upload_id, &key)?;
-    // kms:Decrypt as the caller, as AWS requires for UploadPart.
-    let dk = open_data_key(s, &ctx, &up.sse, &up.id, None)?;
+    let ck = customer_key(
+        s,
+        ctx.secure_transport,
+        req.input.sse_customer_algorithm.as_ref(),
+        req.input.sse_customer_key.as_ref(),
+        req.input.sse_customer_key_md5.as_ref(),
+    )?;
+    // kms:Decrypt as the caller, as AWS requires for UploadPart; SSE-C: the upload's key.
+    let dk = part_data_key(s, &ctx, &up, ck.as_ref())?;
+    let provided = [
+        req.input.checksum_crc32.clone(),
+        req.input.checksum_crc32c.clone(),
+        req.input.checksum_sha1.clone(),
+        req.input.checksum_sha256.clone(),
+        req.input.checksum_crc64nvme.clone(),
+    ];
+    let sdk_algorithm = req
+        .input
+        .checksum_algorithm
+        .as_ref()
+        .map(|a| a.as_str().to_ascii_uppercase());
+    let trailer = req
+        .headers
+        .get("x-amz-trailer")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_ascii_lowercase);
+    check_part_checksum(&up, &provided, sdk_algorithm.as_deref(), trailer.as_deref())?;
     let blob_id = uuid::Uuid::new_v4().simple().to_string();
     let body = BodyIn {
         need_md5: matches!(up.sse, crate::model::Sse::S3 { .. }),
@@ -169,24 +277,11 @@ pub(crate) async fn upload_part(
         body: req.input.body.take(),
         content_length: req.input.content_length,
         content_md5: req.input.content_md5.clone(),
-        provided: [
-            req.input.checksum_crc32.clone(),
-            req.input.checksum_crc32c.clone(),
-            req.input.checksum_sha1.clone(),
-            req.input.checksum_sha256.clone(),
-            req.input.checksum_crc64nvme.clone(),
-        ],
-        algorithm: req
-            .input
-            .checksum_algorithm
-            .as_ref()
-            .map(|a| a.as_str().to_ascii_uppercase())
-            .or(up.checksum_algorithm.clone()),
-        trailer: req
-            .headers
-            .get("x-amz-trailer")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_ascii_lowercase),
+        provided,
+        // The upload's algorithm is always computed (the checks above make a request's own
+        // algorithm the same).
+        algorithm: up.checksum_algorithm.clone().or(sdk_algorithm),
+        trailer,
         trailers: req.trailing_headers.clone(),
     };
     let Ingested {
@@ -208,8 +303,60 @@ pub(crate) async fn upload_part(
         &mut out.ssekms_key_id,
         &mut out.bucket_key_enabled,
     );
+    set_sse_c_out(
+        &up.sse,
+        &mut out.sse_customer_algorithm,
+        &mut out.sse_customer_key_md5,
+    );
     set_checksums!(out, &checksums);
     Ok(S3Response::new(out))
+}
+
+/// The checksum an UploadPart carries must be of the upload's algorithm (S3's checks and texts):
+/// a part of a COMPOSITE upload must carry one; a FULL_OBJECT upload computes it if absent.
+fn check_part_checksum(
+    up: &Upload,
+    provided: &[Option<String>; 5],
+    sdk_algorithm: Option<&str>,
+    trailer: Option<&str>,
+) -> S3Result<()> {
+    let mut sent: Vec<&str> = CHECKSUM_ALGS
+        .iter()
+        .zip(provided)
+        .filter(|(_, v)| v.is_some())
+        .map(|((alg, _), _)| *alg)
+        .collect();
+    if let Some(t) = trailer {
+        sent.extend(
+            CHECKSUM_ALGS
+                .iter()
+                .filter(|(_, header)| t.split(',').any(|x| x.trim() == *header))
+                .map(|(alg, _)| *alg),
+        );
+    }
+    if let (Some(sdk), Some(first)) = (sdk_algorithm, sent.first())
+        && sdk != *first
+    {
+        return Err(s3_error!(
+            InvalidRequest,
+            "Value for x-amz-sdk-checksum-algorithm header is invalid."
+        ));
+    }
+    let Some(expected) = up.checksum_algorithm.as_deref() else {
+        return Ok(());
+    };
+    let actual = sent.first().copied().or(sdk_algorithm);
+    let composite = up.checksum_type.as_deref() != Some(crate::checksum::FULL_OBJECT);
+    match actual {
+        Some(a) if a == expected => Ok(()),
+        None if !composite => Ok(()),
+        other => Err(s3_error!(
+            InvalidRequest,
+            "Checksum Type mismatch occurred, expected checksum Type: {}, actual checksum Type: {}",
+            expected.to_ascii_lowercase(),
+            other.map_or("null".to_string(), str::to_ascii_lowercase)
+        )),
+    }
 }
 
 /// Records part `number` of an upload (replacing an earlier upload of that number, whose blob
@@ -280,10 +427,10 @@ pub(crate) async fn upload_part_copy(
             "Copying from an access point is not supported by Coffer yet."
         ));
     };
-    if version_id.is_some() || i.copy_source_sse_customer_algorithm.is_some() {
+    if version_id.is_some() {
         return Err(s3_error!(
             NotImplemented,
-            "Versioned and SSE-C copy sources are not supported by Coffer yet."
+            "Versioned copy sources are not supported by Coffer yet."
         ));
     }
     s.authorize(
@@ -329,8 +476,22 @@ pub(crate) async fn upload_part_copy(
             (a, b + 1)
         }
     };
-    let src_dk = open_data_key(s, &ctx, &src.sse, &src.blob_id, None)?;
-    let dk = open_data_key(s, &ctx, &up.sse, &up.id, None)?;
+    let src_ck = customer_key(
+        s,
+        ctx.secure_transport,
+        i.copy_source_sse_customer_algorithm.as_ref(),
+        i.copy_source_sse_customer_key.as_ref(),
+        i.copy_source_sse_customer_key_md5.as_ref(),
+    )?;
+    let ck = customer_key(
+        s,
+        ctx.secure_transport,
+        i.sse_customer_algorithm.as_ref(),
+        i.sse_customer_key.as_ref(),
+        i.sse_customer_key_md5.as_ref(),
+    )?;
+    let src_dk = open_data_key(s, &ctx, &src.sse, &src.blob_id, src_ck.as_ref())?;
+    let dk = part_data_key(s, &ctx, &up, ck.as_ref())?;
     let body = stream_plaintext(s, &src, src_dk, start, end)?;
     let blob_id = uuid::Uuid::new_v4().simple().to_string();
     let Ingested {
@@ -357,12 +518,14 @@ pub(crate) async fn upload_part_copy(
     .await?;
     drop(dk);
     store_part(s, &up, number, &blob_id, size, &md5, &checksums)?;
+    let mut result = CopyPartResult {
+        e_tag: Some(ETag::Strong(hex::encode(md5))),
+        last_modified: Some(timestamp(s.now())),
+        ..Default::default()
+    };
+    set_checksums!(result, &checksums);
     let mut out = UploadPartCopyOutput {
-        copy_part_result: Some(CopyPartResult {
-            e_tag: Some(ETag::Strong(hex::encode(md5))),
-            last_modified: Some(timestamp(s.now())),
-            ..Default::default()
-        }),
+        copy_part_result: Some(result),
         ..Default::default()
     };
     set_sse_out(
@@ -371,6 +534,11 @@ pub(crate) async fn upload_part_copy(
         &mut out.server_side_encryption,
         &mut out.ssekms_key_id,
         &mut out.bucket_key_enabled,
+    );
+    set_sse_c_out(
+        &up.sse,
+        &mut out.sse_customer_algorithm,
+        &mut out.sse_customer_key_md5,
     );
     Ok(S3Response::new(out))
 }
@@ -391,7 +559,14 @@ pub(crate) async fn complete(
     )?;
     let up = load_upload(s, &bucket.name, &req.input.upload_id, &key)?;
     // kms:Decrypt as the caller, as AWS requires for CompleteMultipartUpload.
-    drop(open_data_key(s, &ctx, &up.sse, &up.id, None)?);
+    let ck = customer_key(
+        s,
+        ctx.secure_transport,
+        req.input.sse_customer_algorithm.as_ref(),
+        req.input.sse_customer_key.as_ref(),
+        req.input.sse_customer_key_md5.as_ref(),
+    )?;
+    check_upload_access(s, &ctx, &up, ck.as_ref())?;
     let requested = req
         .input
         .multipart_upload
@@ -402,6 +577,17 @@ pub(crate) async fn complete(
         return Err(s3_error!(
             MalformedXML,
             "The XML you provided was not well-formed or did not validate against our published schema"
+        ));
+    }
+    let composite = up.checksum_type.as_deref() != Some(crate::checksum::FULL_OBJECT);
+    if let Some(t) = &req.input.checksum_type
+        && up.checksum_algorithm.is_some()
+        && up.checksum_type.as_deref() != Some(t.as_str())
+    {
+        return Err(s3_error!(
+            InvalidRequest,
+            "The upload was created using the {} checksum mode. The complete request must use the same checksum mode.",
+            up.checksum_type.as_deref().unwrap_or_default()
         ));
     }
     let stored = parts_of(s, &up.id)?;
@@ -431,6 +617,36 @@ pub(crate) async fn complete(
                 return Err(invalid());
             }
         }
+        if let Some(alg) = up.checksum_algorithm.as_deref() {
+            let given = match alg {
+                "CRC32" => &p.checksum_crc32,
+                "CRC32C" => &p.checksum_crc32c,
+                "SHA1" => &p.checksum_sha1,
+                "SHA256" => &p.checksum_sha256,
+                _ => &p.checksum_crc64nvme,
+            };
+            match given {
+                None if composite => {
+                    return Err(s3_error!(
+                        InvalidRequest,
+                        "The upload was created using a {} checksum. The complete request must include the checksum for each part. It was missing for part {n} in the request.",
+                        alg.to_ascii_lowercase()
+                    ));
+                }
+                None => {}
+                Some(g) => {
+                    if crate::checksum::decode(alg, g).is_none() {
+                        return Err(s3_error!(
+                            InvalidArgument,
+                            "Invalid Base64 or multiple checksums present in request"
+                        ));
+                    }
+                    if stored_checksum(part, alg) != Some(g.as_str()) {
+                        return Err(invalid());
+                    }
+                }
+            }
+        }
         chosen.push(part);
     }
     for p in &chosen[..chosen.len() - 1] {
@@ -452,6 +668,18 @@ pub(crate) async fn complete(
         hex::encode(s3s::crypto::Checksum::finalize(md5)),
         chosen.len()
     );
+    let whole = whole_checksum(&up, &chosen)?;
+    check_whole_checksum(
+        &up,
+        whole.as_ref(),
+        [
+            &req.input.checksum_crc32,
+            &req.input.checksum_crc32c,
+            &req.input.checksum_sha1,
+            &req.input.checksum_sha256,
+            &req.input.checksum_crc64nvme,
+        ],
+    )?;
     let obj = Object {
         key: key.clone(),
         size: chosen.iter().map(|p| p.size).sum(),
@@ -466,7 +694,11 @@ pub(crate) async fn complete(
         content_language: up.content_language.clone(),
         cache_control: up.cache_control.clone(),
         metadata: up.metadata.clone(),
-        checksums: vec![],
+        checksums: whole.iter().cloned().collect(),
+        checksum_type: whole
+            .as_ref()
+            .and(up.checksum_type.clone())
+            .filter(|t| t == crate::checksum::COMPOSITE),
         parts: chosen
             .iter()
             .map(|p| PartBlob {
@@ -520,7 +752,88 @@ pub(crate) async fn complete(
         &mut out.ssekms_key_id,
         &mut out.bucket_key_enabled,
     );
+    set_checksums!(out, &obj.checksums);
+    out.checksum_type = crate::objects::checksum_type_of(&obj);
     Ok(S3Response::new(out))
+}
+
+fn stored_checksum<'a>(p: &'a Part, alg: &str) -> Option<&'a str> {
+    p.checksums
+        .iter()
+        .find(|(a, _)| a == alg)
+        .map(|(_, v)| v.as_str())
+}
+
+/// The whole-object checksum of a completed upload with a checksum algorithm: (algorithm, value).
+fn whole_checksum(up: &Upload, parts: &[&Part]) -> S3Result<Option<(String, String)>> {
+    let Some(alg) = up.checksum_algorithm.as_deref() else {
+        return Ok(None);
+    };
+    let mut raws = Vec::with_capacity(parts.len());
+    for p in parts {
+        // Every part of such an upload got the upload's checksum when it was stored.
+        let raw = stored_checksum(p, alg)
+            .and_then(|v| crate::checksum::decode(alg, v))
+            .ok_or_else(|| s3e(internal(format!("part {} has no {alg} checksum", p.number))))?;
+        raws.push((raw, p.size));
+    }
+    let value = if up.checksum_type.as_deref() == Some(crate::checksum::FULL_OBJECT) {
+        crate::checksum::full_object(alg, &raws)
+    } else {
+        let raws: Vec<Vec<u8>> = raws.into_iter().map(|(r, _)| r).collect();
+        crate::checksum::composite(alg, &raws)
+    };
+    value
+        .map(|v| Some((alg.to_string(), v)))
+        .ok_or_else(|| s3e(internal(format!("no {alg} whole-object checksum"))))
+}
+
+/// A whole-object checksum sent with CompleteMultipartUpload must match the computed one
+/// (a COMPOSITE value may omit its `-N`, which must be the part count if present).
+fn check_whole_checksum(
+    up: &Upload,
+    whole: Option<&(String, String)>,
+    given: [&Option<String>; 5],
+) -> S3Result<()> {
+    for ((alg, header), v) in CHECKSUM_ALGS.iter().zip(given) {
+        let Some(v) = v else { continue };
+        let Some((expected_alg, value)) = whole else {
+            return Err(s3_error!(
+                NotImplemented,
+                "A whole-object checksum on CompleteMultipartUpload of an upload created without a checksum algorithm is not supported by Coffer yet."
+            ));
+        };
+        if alg != expected_alg {
+            return Err(s3_error!(
+                InvalidRequest,
+                "Checksum Type mismatch occurred, expected checksum Type: {}, actual checksum Type: {}",
+                expected_alg.to_ascii_lowercase(),
+                alg.to_ascii_lowercase()
+            ));
+        }
+        let invalid_header = || s3_error!(InvalidRequest, "Value for {header} header is invalid.");
+        let (digest, count) = match v.split_once('-') {
+            Some((d, n)) if up.checksum_type.as_deref() == Some(crate::checksum::COMPOSITE) => {
+                (d, Some(n.parse::<usize>().map_err(|_| invalid_header())?))
+            }
+            _ => (v.as_str(), None),
+        };
+        if crate::checksum::decode(alg, digest).is_none() {
+            return Err(invalid_header());
+        }
+        let (want_digest, want_count) = match value.split_once('-') {
+            Some((d, n)) => (d, n.parse::<usize>().ok()),
+            None => (value.as_str(), None),
+        };
+        if digest != want_digest || (count.is_some() && count != want_count) {
+            return Err(s3_error!(
+                BadDigest,
+                "The {} you specified did not match the calculated checksum.",
+                alg.to_ascii_lowercase()
+            ));
+        }
+    }
+    Ok(())
 }
 
 pub(crate) async fn abort(
@@ -585,7 +898,14 @@ pub(crate) async fn list_parts(
     )?;
     let up = load_upload(s, &bucket.name, &req.input.upload_id, &key)?;
     // kms:Decrypt as the caller, as AWS requires for ListParts.
-    drop(open_data_key(s, &ctx, &up.sse, &up.id, None)?);
+    let ck = customer_key(
+        s,
+        ctx.secure_transport,
+        req.input.sse_customer_algorithm.as_ref(),
+        req.input.sse_customer_key.as_ref(),
+        req.input.sse_customer_key_md5.as_ref(),
+    )?;
+    check_upload_access(s, &ctx, &up, ck.as_ref())?;
     let max = req.input.max_parts.unwrap_or(1000).clamp(0, 1000) as usize;
     let marker: i32 = req.input.part_number_marker.unwrap_or(0);
     let parts: Vec<Part> = parts_of(s, &up.id)?
@@ -611,6 +931,7 @@ pub(crate) async fn list_parts(
         }),
         storage_class: Some(StorageClass::from("STANDARD".to_string())),
         checksum_algorithm: up.checksum_algorithm.clone().map(ChecksumAlgorithm::from),
+        checksum_type: up.checksum_type.clone().map(ChecksumType::from),
         ..Default::default()
     }))
 }
@@ -674,7 +995,8 @@ pub(crate) async fn list_uploads(
                     }),
                     owner: owner.clone(),
                     storage_class: Some(StorageClass::from("STANDARD".to_string())),
-                    ..Default::default()
+                    checksum_algorithm: u.checksum_algorithm.clone().map(ChecksumAlgorithm::from),
+                    checksum_type: u.checksum_type.clone().map(ChecksumType::from),
                 })
                 .collect(),
         ),

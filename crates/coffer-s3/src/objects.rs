@@ -228,7 +228,7 @@ fn sse_s3_aad(blob_id: &str) -> Vec<u8> {
     format!("s3-sse-s3:{blob_id}").into_bytes()
 }
 
-const CHECKSUM_ALGS: [(&str, &str); 5] = [
+pub(crate) const CHECKSUM_ALGS: [(&str, &str); 5] = [
     ("CRC32", "x-amz-checksum-crc32"),
     ("CRC32C", "x-amz-checksum-crc32c"),
     ("SHA1", "x-amz-checksum-sha1"),
@@ -557,6 +557,7 @@ pub(crate) async fn put_object(
             .map(|m| m.into_iter().collect())
             .unwrap_or_default(),
         checksums: checksums.clone(),
+        checksum_type: None,
         parts: vec![],
         inline: inline.map(|c| B64.encode(c)),
         tags,
@@ -586,6 +587,9 @@ pub(crate) async fn put_object(
         o.ssekms_encryption_context = Some(c.clone());
     }
     set_checksums!(o, &checksums);
+    if !checksums.is_empty() {
+        o.checksum_type = Some(ChecksumType::from(crate::checksum::FULL_OBJECT.to_string()));
+    }
     Ok(S3Response::new(o))
 }
 
@@ -841,6 +845,7 @@ pub(crate) async fn copy_object(
         cache_control: cc,
         metadata: md,
         checksums: ingested.checksums,
+        checksum_type: None,
         parts: vec![],
         inline: ingested.inline.map(|c| B64.encode(c)),
         tags: if i
@@ -1062,6 +1067,7 @@ pub(crate) fn new_data_key(
                 Sse::Customer {
                     wrapped_key: B64.encode(wrapped),
                     key_md5: ck.md5.clone(),
+                    aad_id: Some(aad_id.to_string()),
                 },
                 None,
             ))
@@ -1076,6 +1082,11 @@ pub(crate) fn new_data_key(
                 None => vec![],
             };
             ec.retain(|(k, _)| k != "aws:s3:arn");
+            if *bucket_key {
+                let bucket_arn = object_arn.split_once('/').map_or(object_arn, |(b, _)| b);
+                ec.push(("aws:s3:arn".to_string(), bucket_arn.to_string()));
+                return bucket_data_key(s, ctx, key_id, ec, client_context.clone());
+            }
             ec.push(("aws:s3:arn".to_string(), object_arn.to_string()));
             let dk = s
                 .keys
@@ -1088,13 +1099,155 @@ pub(crate) fn new_data_key(
                     key_arn: dk.key_arn,
                     ciphertext: B64.encode(&dk.ciphertext),
                     context: ec,
-                    bucket_key_enabled: *bucket_key,
+                    bucket_key_enabled: false,
                     client_context: client_context.clone(),
+                    bucket_key_salt: None,
                 },
                 Some(arn),
             ))
         }
     }
+}
+
+/// A bucket key obtained recently: reused (with the caller's authorization checked by KMS on
+/// every request) for `BUCKET_KEY_CACHE_SECS`. Memory only; the plaintext is zeroized on drop.
+pub(crate) struct CachedBucketKey {
+    key_arn: String,
+    ciphertext: Vec<u8>,
+    plaintext: Zeroizing<Vec<u8>>,
+    at: i64,
+}
+
+/// How long a bucket key stays in memory.
+const BUCKET_KEY_CACHE_SECS: i64 = 300;
+/// How long a stored bucket key is used before S3 asks KMS for a new one.
+const BUCKET_KEY_MAX_AGE_SECS: i64 = 24 * 3600;
+
+/// A new object (or upload) data key under a bucket key: the bucket-level data key for
+/// (`key_id`, `ec`) comes from memory (after KMS says the caller may `kms:GenerateDataKey`
+/// under it), else from the bucket's record (opened by KMS as the caller), else from a new
+/// `GenerateDataKey` as the caller, recorded in the bucket; the object's key is derived from
+/// it with a random salt, so objects do not each ask KMS for a data key.
+fn bucket_data_key(
+    s: &Inner,
+    ctx: &RequestContext,
+    key_id: &str,
+    ec: Vec<(String, String)>,
+    client_context: Option<String>,
+) -> S3Result<(Zeroizing<Vec<u8>>, Sse, Option<String>)> {
+    let via = via_s3(s, ctx);
+    let bucket_arn = ec
+        .iter()
+        .find(|(k, _)| k == "aws:s3:arn")
+        .map(|(_, v)| v.clone())
+        .unwrap_or_default();
+    let bucket = bucket_arn.trim_start_matches("arn:aws:s3:::").to_string();
+    let mut sorted = ec.clone();
+    sorted.sort();
+    let slot = format!("{bucket}\n{key_id}\n{sorted:?}");
+    let now = s.now();
+    let cached = {
+        let cache = s.bucket_key_cache.lock().unwrap_or_else(|p| p.into_inner());
+        cache
+            .get(&slot)
+            .filter(|c| now - c.at < BUCKET_KEY_CACHE_SECS)
+            .map(|c| (c.key_arn.clone(), c.ciphertext.clone(), c.plaintext.clone()))
+    };
+    let (key_arn, ciphertext, bucket_key) = match cached {
+        Some(hit) => {
+            s.keys
+                .authorize_generate_data_key(&via, key_id, &ec)
+                .map_err(kms_error)?;
+            hit
+        }
+        None => {
+            let b = s.bucket(&bucket)?;
+            let mut sorted_ec = ec.clone();
+            sorted_ec.sort();
+            let record = b.bucket_keys.iter().find(|k| {
+                let mut c = k.context.clone();
+                c.sort();
+                k.key_id == key_id && c == sorted_ec && now - k.created < BUCKET_KEY_MAX_AGE_SECS
+            });
+            let (arn, ct, pt) = match record {
+                Some(r) => {
+                    s.keys
+                        .authorize_generate_data_key(&via, key_id, &ec)
+                        .map_err(kms_error)?;
+                    let ct = B64.decode(&r.ciphertext).map_err(|e| s3e(internal(e)))?;
+                    let dk = s
+                        .keys
+                        .decrypt_data_key(&via, Some(&r.key_arn), &ct, &ec)
+                        .map_err(kms_error)?;
+                    (r.key_arn.clone(), ct, dk.plaintext)
+                }
+                None => {
+                    let dk = s
+                        .keys
+                        .generate_data_key(&via, key_id, &ec)
+                        .map_err(kms_error)?;
+                    let rec = crate::model::BucketKey {
+                        key_id: key_id.to_string(),
+                        key_arn: dk.key_arn.clone(),
+                        ciphertext: B64.encode(&dk.ciphertext),
+                        context: ec.clone(),
+                        created: now,
+                    };
+                    s.update_bucket(&bucket, |b| {
+                        b.bucket_keys.retain(|k| {
+                            let mut c = k.context.clone();
+                            c.sort();
+                            !(k.key_id == rec.key_id && c == sorted_ec)
+                        });
+                        b.bucket_keys.push(rec.clone());
+                    })?;
+                    (dk.key_arn, dk.ciphertext, dk.plaintext)
+                }
+            };
+            s.bucket_key_cache
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(
+                    slot,
+                    CachedBucketKey {
+                        key_arn: arn.clone(),
+                        ciphertext: ct.clone(),
+                        plaintext: pt.clone(),
+                        at: now,
+                    },
+                );
+            (arn, ct, pt)
+        }
+    };
+    let mut salt = [0u8; 32];
+    coffer_crypto::random_fill(&mut salt).map_err(|e| s3e(internal(e)))?;
+    let dk = derive_object_key(&bucket_key, &salt)?;
+    Ok((
+        dk,
+        Sse::Kms {
+            key_arn: key_arn.clone(),
+            ciphertext: B64.encode(&ciphertext),
+            context: ec,
+            bucket_key_enabled: true,
+            client_context,
+            bucket_key_salt: Some(B64.encode(salt)),
+        },
+        Some(key_arn),
+    ))
+}
+
+/// The object's data key from a bucket key and the object's salt.
+fn derive_object_key(bucket_key: &[u8], salt: &[u8]) -> S3Result<Zeroizing<Vec<u8>>> {
+    hkdf_sha256_32(bucket_key, salt, b"coffer-s3-bucket-key-v1")
+        .ok_or_else(|| s3e(internal("hmac")))
+}
+
+/// HKDF-SHA256 (RFC 5869) with a 32-byte output: T(1) = HMAC(HMAC(salt, ikm), info | 0x01).
+fn hkdf_sha256_32(ikm: &[u8], salt: &[u8], info: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
+    let prk = Zeroizing::new(coffer_crypto::hmac(256, salt, ikm)?);
+    let mut msg = info.to_vec();
+    msg.push(1);
+    coffer_crypto::hmac(256, &prk, &msg).map(Zeroizing::new)
 }
 
 /// An SSE-C object needs its key (400 without, 403 with another); other objects refuse one.
@@ -1132,12 +1285,17 @@ pub(crate) fn open_data_key(
 ) -> S3Result<Zeroizing<Vec<u8>>> {
     check_customer(sse, customer)?;
     match sse {
-        Sse::Customer { wrapped_key, .. } => {
+        Sse::Customer {
+            wrapped_key,
+            aad_id,
+            ..
+        } => {
             let ck = customer.ok_or_else(|| s3e(internal("checked above")))?;
             let w = B64.decode(wrapped_key).map_err(|e| s3e(internal(e)))?;
             let wrapper =
                 coffer_crypto::RootKey::from_bytes(&ck.key).map_err(|e| s3e(internal(e)))?;
-            wrapper.unwrap(&sse_c_aad(blob_id), &w).map_err(|_| {
+            let aad = sse_c_aad(aad_id.as_deref().unwrap_or(blob_id));
+            wrapper.unwrap(&aad, &w).map_err(|_| {
                 access_denied(
                     "The SSE-C key provided does not match the key the object was encrypted with.",
                 )
@@ -1156,13 +1314,22 @@ pub(crate) fn open_data_key(
             key_arn,
             ciphertext,
             context,
+            bucket_key_salt,
             ..
         } => {
             let ct = B64.decode(ciphertext).map_err(|e| s3e(internal(e)))?;
-            Ok(s.keys
+            let key = s
+                .keys
                 .decrypt_data_key(&via_s3(s, ctx), Some(key_arn), &ct, context)
                 .map_err(kms_error)?
-                .plaintext)
+                .plaintext;
+            match bucket_key_salt {
+                None => Ok(key),
+                Some(salt) => {
+                    let salt = B64.decode(salt).map_err(|e| s3e(internal(e)))?;
+                    derive_object_key(&key, &salt)
+                }
+            }
         }
     }
 }
@@ -1258,12 +1425,9 @@ pub(crate) async fn get_object(
         &mut out.sse_customer_algorithm,
         &mut out.sse_customer_key_md5,
     );
-    if i.checksum_mode
-        .as_ref()
-        .is_some_and(|m| m.as_str() == "ENABLED")
-        && range.is_none()
-    {
+    if checksum_mode_enabled(i.checksum_mode.as_ref())? && range.is_none() {
         set_checksums!(out, &o.checksums);
+        out.checksum_type = checksum_type_of(&o);
     }
     Ok(if range.is_some() {
         S3Response::with_status(out, http::StatusCode::PARTIAL_CONTENT)
@@ -1414,6 +1578,13 @@ pub(crate) async fn head_object(
         i.sse_customer_key_md5.as_ref(),
     )?;
     check_customer(&o.sse, ck.as_ref())?;
+    let with_checksums =
+        checksum_mode_enabled(i.checksum_mode.as_ref())? && !o.checksums.is_empty();
+    if with_checksums && matches!(o.sse, Sse::Kms { .. }) {
+        // HEAD with x-amz-checksum-mode needs kms:Decrypt as the caller (the checksum is
+        // protected with the object's data key on AWS).
+        drop(open_data_key(s, &ctx, &o.sse, &o.blob_id, None)?);
+    }
     let mut out = HeadObjectOutput {
         content_length: Some(o.size as i64),
         accept_ranges: Some("bytes".into()),
@@ -1443,7 +1614,35 @@ pub(crate) async fn head_object(
         &mut out.sse_customer_algorithm,
         &mut out.sse_customer_key_md5,
     );
+    if with_checksums {
+        set_checksums!(out, &o.checksums);
+        out.checksum_type = checksum_type_of(&o);
+    }
     Ok(S3Response::new(out))
+}
+
+/// `x-amz-checksum-mode`: only `ENABLED` is valid.
+fn checksum_mode_enabled(mode: Option<&ChecksumMode>) -> S3Result<bool> {
+    match mode.map(|m| m.as_str()) {
+        None => Ok(false),
+        Some("ENABLED") => Ok(true),
+        Some(_) => Err(s3_error!(
+            InvalidRequest,
+            "Value for x-amz-checksum-mode header is invalid."
+        )),
+    }
+}
+
+/// `x-amz-checksum-type` of an object with checksums: `COMPOSITE` for composite multipart
+/// checksums, else `FULL_OBJECT`.
+pub(crate) fn checksum_type_of(o: &Object) -> Option<ChecksumType> {
+    (!o.checksums.is_empty()).then(|| {
+        ChecksumType::from(
+            o.checksum_type
+                .clone()
+                .unwrap_or_else(|| crate::checksum::FULL_OBJECT.to_string()),
+        )
+    })
 }
 
 pub(crate) async fn delete_object(
@@ -1725,4 +1924,22 @@ pub(crate) async fn list_objects(
         encoding_type: i.encoding_type.clone(),
         ..Default::default()
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn hkdf_matches_rfc5869_test_case_1() {
+        let okm = super::hkdf_sha256_32(
+            &[0x0b; 22],
+            &hex::decode("000102030405060708090a0b0c").unwrap(),
+            &hex::decode("f0f1f2f3f4f5f6f7f8f9").unwrap(),
+        )
+        .unwrap();
+        // the first 32 bytes of the RFC's 42-byte OKM
+        assert_eq!(
+            hex::encode(&*okm),
+            "3cb25f25faacd57a90434f64d0362f2a2d2d0a90cf1a5a4c5db02d56ecc4c5bf"
+        );
+    }
 }
