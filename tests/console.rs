@@ -91,21 +91,6 @@ impl<'a> Browser<'a> {
             ],
         )
     }
-
-    fn sign_in_user(&mut self, user: &str, password: &str) -> Resp {
-        self.get("/console/signin");
-        let csrf = self.csrf.clone();
-        self.post(
-            "/console/signin",
-            &[
-                ("kind", "iam"),
-                ("account", ACCOUNT),
-                ("username", user),
-                ("password", password),
-                ("csrf", &csrf),
-            ],
-        )
-    }
 }
 
 fn error_text(body: &str) -> String {

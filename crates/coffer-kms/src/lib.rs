@@ -278,17 +278,7 @@ impl coffer_core::DataKeyProvider for Kms {
         key_id: &str,
         context: &[(String, String)],
     ) -> Result<(), ServiceError> {
-        let input = serde_json::json!({
-            "KeyId": key_id,
-            "KeySpec": "AES_256",
-            "EncryptionContext": context_json(context),
-            "DryRun": true,
-        });
-        match self.handle(ctx, "GenerateDataKey", &input) {
-            Err(e) if e.code == "DryRunOperationException" => Ok(()),
-            Err(e) => Err(e),
-            Ok(_) => Err(internal("GenerateDataKey with DryRun made a key")),
-        }
+        self.service_authorize_data_key(ctx, key_id, context)
     }
 
     fn key_arn(

@@ -1290,6 +1290,17 @@ impl Kms {
         })
     }
 
+    /// The checks of `service_data_key` (authorization, key state and usage) without making a key.
+    pub(crate) fn service_authorize_data_key(
+        &self,
+        ctx: &RequestContext,
+        key_id: &str,
+        ec: &[(String, String)],
+    ) -> Result<(), ServiceError> {
+        let key = self.crypto_key(ctx, key_id, "kms:GenerateDataKey", ec)?;
+        Self::require_encrypt_usage(&key, "GenerateDataKey")
+    }
+
     /// Decrypt for a service acting as the caller (see `service_data_key`).
     pub(crate) fn service_decrypt(
         &self,
