@@ -199,6 +199,9 @@ pub trait DataKeyProvider: Send + Sync {
         key_id: &str,
         context: &[(String, String)],
     ) -> Result<(), ServiceError>;
+    /// The ARN of the AWS managed key of `service` (`alias/aws/<service>`) in the caller's
+    /// account, made on first use.
+    fn aws_managed_key(&self, ctx: &RequestContext, service: &str) -> Result<String, ServiceError>;
 }
 
 /// A data key: its plaintext (zeroized on drop), its ciphertext, and the KMS key's ARN.

@@ -281,6 +281,14 @@ impl coffer_core::DataKeyProvider for Kms {
         self.service_authorize_data_key(ctx, key_id, context)
     }
 
+    fn aws_managed_key(
+        &self,
+        ctx: &coffer_core::RequestContext,
+        service: &str,
+    ) -> Result<String, ServiceError> {
+        Kms::aws_managed_key(self, ctx, service)
+    }
+
     fn key_arn(
         &self,
         ctx: &coffer_core::RequestContext,

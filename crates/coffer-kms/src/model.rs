@@ -60,6 +60,9 @@ pub struct KmsKey {
     /// Asymmetric keys: the DER SubjectPublicKeyInfo (base64); not secret.
     #[serde(default)]
     pub public_key: Option<String>,
+    /// An AWS managed key (`alias/aws/<service>`), made by a service on first use.
+    #[serde(default)]
+    pub aws_managed: bool,
 }
 
 impl KmsKey {

@@ -77,6 +77,13 @@ pub fn default_policy(account: &str) -> String {
     )
 }
 
+/// The key policy of the AWS managed key `aws/s3`, as AWS writes it.
+pub fn aws_s3_policy(account: &str, region: &str) -> String {
+    format!(
+        "{{\n  \"Version\" : \"2012-10-17\",\n  \"Id\" : \"auto-s3-2\",\n  \"Statement\" : [ {{\n    \"Sid\" : \"Allow access through S3 for all principals in the account that are authorized to use S3\",\n    \"Effect\" : \"Allow\",\n    \"Principal\" : {{\n      \"AWS\" : \"*\"\n    }},\n    \"Action\" : [ \"kms:Encrypt\", \"kms:Decrypt\", \"kms:ReEncrypt*\", \"kms:GenerateDataKey*\", \"kms:DescribeKey\" ],\n    \"Resource\" : \"*\",\n    \"Condition\" : {{\n      \"StringEquals\" : {{\n        \"kms:CallerAccount\" : \"{account}\",\n        \"kms:ViaService\" : \"s3.{region}.amazonaws.com\"\n      }}\n    }}\n  }}, {{\n    \"Sid\" : \"Allow direct access to key metadata to the account\",\n    \"Effect\" : \"Allow\",\n    \"Principal\" : {{\n      \"AWS\" : \"arn:aws:iam::{account}:root\"\n    }},\n    \"Action\" : [ \"kms:Describe*\", \"kms:Get*\", \"kms:List*\" ],\n    \"Resource\" : \"*\"\n  }} ]\n}}"
+    )
+}
+
 pub(crate) fn key_metadata(k: &KmsKey) -> Value {
     let mut m = json!({
         "AWSAccountId": k.account,
@@ -88,7 +95,7 @@ pub(crate) fn key_metadata(k: &KmsKey) -> Value {
         "KeyUsage": k.key_usage,
         "KeyState": k.state.as_str(),
         "Origin": "AWS_KMS",
-        "KeyManager": "CUSTOMER",
+        "KeyManager": if k.aws_managed { "AWS" } else { "CUSTOMER" },
         "CustomerMasterKeySpec": k.key_spec,
         "KeySpec": k.key_spec,
         "MultiRegion": false,
@@ -736,6 +743,7 @@ impl Kms {
             next_rotation: None,
             on_demand_rotations: 0,
             public_key,
+            aws_managed: false,
         };
         self.tx(|t| put_json(t, NS_KEY, &format!("{account}/{id}"), &key).map_err(store_err))?;
         Ok(json!({ "KeyMetadata": key_metadata(&key) }))
@@ -1287,6 +1295,77 @@ impl Kms {
             key_arn: key.arn,
             plaintext: dk,
             ciphertext: blob,
+        })
+    }
+
+    /// The AWS managed key of `service` in the caller's account (`alias/aws/s3`): made on first
+    /// use as AWS does, with AWS's key policy (usable only through the service, by principals of
+    /// the account; its metadata readable by the account), yearly rotation, and no way for anyone
+    /// to change, disable or delete it. Returns its ARN.
+    pub(crate) fn aws_managed_key(
+        &self,
+        ctx: &RequestContext,
+        service: &str,
+    ) -> Result<String, ServiceError> {
+        let account = ctx.principal.account.clone();
+        let alias_name = format!("alias/aws/{service}");
+        let ak = format!("{account}/{alias_name}");
+        if let Some(a) = get_json::<Alias>(&*self.store, NS_ALIAS, &ak).map_err(store_err)? {
+            return Ok(self.key_arn(&account, &a.target));
+        }
+        let (description, policy) = match service {
+            "s3" => (
+                "Default key that protects my S3 objects when no other key is defined",
+                aws_s3_policy(&account, &self.region),
+            ),
+            _ => return Err(internal(format!("no AWS managed key for {service}"))),
+        };
+        let id = uuid::Uuid::new_v4().to_string();
+        let arn = self.key_arn(&account, &id);
+        let now = self.now();
+        let key = KmsKey {
+            id: id.clone(),
+            arn: arn.clone(),
+            account: account.clone(),
+            created: now,
+            description: description.to_string(),
+            key_usage: "ENCRYPT_DECRYPT".into(),
+            key_spec: "SYMMETRIC_DEFAULT".into(),
+            state: KeyState::Enabled,
+            deletion_date: None,
+            pending_window_days: None,
+            policy,
+            tags: vec![],
+            materials: vec![self.new_material(&arn, 1, 32, "INITIAL")?],
+            current_material: 1,
+            rotation_period_days: Some(365),
+            next_rotation: Some(now + 365.0 * 86400.0),
+            on_demand_rotations: 0,
+            public_key: None,
+            aws_managed: true,
+        };
+        let alias = Alias {
+            name: alias_name.clone(),
+            arn: self.alias_arn(&account, &alias_name),
+            target: id.clone(),
+            created: now,
+            updated: now,
+        };
+        let mut existing: Option<String> = None;
+        self.tx(|t| {
+            // Two first uses at once: the one that commits first wins, the other uses its key.
+            if let Some(v) = t.get(NS_ALIAS, &ak).map_err(store_err)?
+                && let Ok(a) = serde_json::from_slice::<Alias>(&v)
+            {
+                existing = Some(a.target);
+                return Ok(());
+            }
+            put_json(t, NS_KEY, &format!("{account}/{id}"), &key).map_err(store_err)?;
+            put_json(t, NS_ALIAS, &ak, &alias).map_err(store_err)
+        })?;
+        Ok(match existing {
+            Some(target) => self.key_arn(&account, &target),
+            None => arn,
         })
     }
 

@@ -191,10 +191,12 @@ pub(crate) fn choose_sse(bucket: &Bucket, input: &SseRequest<'_>) -> S3Result<Ss
                 bucket_key,
                 client_context: input.ssekms_encryption_context.cloned(),
             }),
-            None => Err(s3_error!(
-                NotImplemented,
-                "The AWS managed key aws/s3 is not supported by Coffer yet: name a customer managed key."
-            )),
+            // No key named anywhere: the AWS managed key, made on first use.
+            None => Ok(SseChoice::Kms {
+                key_id: AWS_S3_KEY.to_string(),
+                bucket_key,
+                client_context: input.ssekms_encryption_context.cloned(),
+            }),
         },
         "aws:kms:dsse" => Err(s3_error!(
             NotImplemented,
@@ -1030,6 +1032,9 @@ pub(crate) fn check_conditions(
 
 /// A new data key for an object or upload: SSE-S3 (wrapped by the root key, AAD bound to
 /// `aad_id`) or SSE-KMS (from KMS as the caller, bound to the object's ARN).
+/// The alias of the AWS managed key S3 uses when no key is named (users cannot create `alias/aws/…`).
+pub(crate) const AWS_S3_KEY: &str = "alias/aws/s3";
+
 pub(crate) fn new_data_key(
     s: &Inner,
     ctx: &RequestContext,
@@ -1082,6 +1087,16 @@ pub(crate) fn new_data_key(
                 None => vec![],
             };
             ec.retain(|(k, _)| k != "aws:s3:arn");
+            let managed;
+            let key_id = if key_id == AWS_S3_KEY {
+                managed = s
+                    .keys
+                    .aws_managed_key(&via_s3(s, ctx), "s3")
+                    .map_err(kms_error)?;
+                &managed
+            } else {
+                key_id
+            };
             if *bucket_key {
                 let bucket_arn = object_arn.split_once('/').map_or(object_arn, |(b, _)| b);
                 ec.push(("aws:s3:arn".to_string(), bucket_arn.to_string()));
