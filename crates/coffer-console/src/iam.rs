@@ -15,7 +15,8 @@ const AWS_POLICY_PREFIX: &str = "arn:aws:iam::aws:policy/";
 pub async fn get(ctx: &Ctx<'_>, rest: &[&str]) -> Resp {
     match rest {
         [] | ["users"] => users_page(ctx, None).await,
-        ["users", "create"] => create_user_form(ctx, None, &Form(vec![])).await,
+        // Creation pages live outside users/ and groups/, where any name is an entity's page.
+        ["create-user"] => create_user_form(ctx, None, &Form(vec![])).await,
         ["users", name] => user_page(ctx, name, None, None).await,
         ["groups"] => groups_page(ctx, None, "").await,
         ["groups", name] => group_page(ctx, name, None, None).await,
@@ -25,9 +26,9 @@ pub async fn get(ctx: &Ctx<'_>, rest: &[&str]) -> Resp {
 
 pub async fn post(ctx: &Ctx<'_>, rest: &[&str], f: &Form) -> Resp {
     match rest {
-        ["users", "create"] => create_user(ctx, f).await,
+        ["create-user"] => create_user(ctx, f).await,
         ["users", name, action] => user_action(ctx, name, action, f).await,
-        ["groups", "create"] => create_group(ctx, f).await,
+        ["create-group"] => create_group(ctx, f).await,
         ["groups", name, action] => group_action(ctx, name, action, f).await,
         _ => not_found(ctx),
     }
@@ -423,7 +424,7 @@ async fn users_page(ctx: &Ctx<'_>, err: Option<&ApiError>) -> Resp {
     };
     let body = html! {
         div.toolbar {
-            a #create-user .button href="/console/iam/users/create" { "Create user" }
+            a #create-user .button href="/console/iam/create-user" { "Create user" }
         }
         table #users {
             thead { tr { th { "User name" } th { "ARN" } th { "Path" } th { "Created" } } }
@@ -451,7 +452,7 @@ async fn create_user_form(ctx: &Ctx<'_>, err: Option<&ApiError>, f: &Form) -> Re
     let chosen_policies = f.all("policy");
     let chosen_groups = f.all("group");
     let body = html! {
-        form #create-user-form method="post" action="/console/iam/users/create" {
+        form #create-user-form method="post" action="/console/iam/create-user" {
             (csrf(ctx.session))
             fieldset {
                 legend { "User details" }
@@ -1075,7 +1076,7 @@ async fn groups_page(ctx: &Ctx<'_>, err: Option<&ApiError>, typed: &str) -> Resp
         }
         section.card {
             h2 { "Create group" }
-            form #create-group method="post" action="/console/iam/groups/create" {
+            form #create-group method="post" action="/console/iam/create-group" {
                 (csrf(ctx.session))
                 label for="new-group-name" { "Group name" }
                 input #new-group-name name="group" type="text" required maxlength="128" autocomplete="off" value=(typed);
