@@ -832,6 +832,36 @@ async fn user_page(
     respond(ctx, &format!("User {name}"), err.as_ref(), body)
 }
 
+/// Detaches every managed policy of a user or group and deletes its inline policies (before
+/// deleting it, as IAM requires), noting each step.
+async fn remove_policies(
+    ctx: &Ctx<'_>,
+    kind: Kind,
+    name: &str,
+    steps: &mut Vec<String>,
+) -> ApiResult<()> {
+    let w = kind.word();
+    for (_, arn) in attached(ctx, kind, name).await? {
+        ctx.api
+            .iam(
+                &format!("Detach{w}Policy"),
+                &[(kind.param(), name), ("PolicyArn", &arn)],
+            )
+            .await?;
+        steps.push(format!("Detached policy {arn}."));
+    }
+    for p in inline_names(ctx, kind, name).await? {
+        ctx.api
+            .iam(
+                &format!("Delete{w}Policy"),
+                &[(kind.param(), name), ("PolicyName", &p)],
+            )
+            .await?;
+        steps.push(format!("Deleted inline policy {p}."));
+    }
+    Ok(())
+}
+
 /// Deletes a user and what AWS asks to remove first. Returns the steps done and the outcome.
 async fn delete_user(ctx: &Ctx<'_>, name: &str) -> (Vec<String>, ApiResult<()>) {
     let mut steps = vec![];
@@ -852,24 +882,7 @@ async fn delete_user(ctx: &Ctx<'_>, name: &str) -> (Vec<String>, ApiResult<()>) 
                 .await?;
             steps.push(format!("Deleted access key {id}."));
         }
-        for (_, arn) in attached(ctx, Kind::User, name).await? {
-            ctx.api
-                .iam(
-                    "DetachUserPolicy",
-                    &[("UserName", name), ("PolicyArn", &arn)],
-                )
-                .await?;
-            steps.push(format!("Detached policy {arn}."));
-        }
-        for p in inline_names(ctx, Kind::User, name).await? {
-            ctx.api
-                .iam(
-                    "DeleteUserPolicy",
-                    &[("UserName", name), ("PolicyName", &p)],
-                )
-                .await?;
-            steps.push(format!("Deleted inline policy {p}."));
-        }
+        remove_policies(ctx, Kind::User, name, &mut steps).await?;
         for g in list_all(ctx, "ListGroupsForUser", &u, "Groups").await? {
             let g = g.text_of("GroupName");
             ctx.api
@@ -964,27 +977,35 @@ async fn policy_action(
     Some(r)
 }
 
+/// Adds `user` to `group` (or removes it), from either one's page.
+async fn membership(ctx: &Ctx<'_>, user: &str, group: &str, add: bool) -> ApiResult<()> {
+    if add && (user.is_empty() || group.is_empty()) {
+        return Err(invalid(if user.is_empty() {
+            "Choose a user."
+        } else {
+            "Choose a group."
+        }));
+    }
+    let action = if add {
+        "AddUserToGroup"
+    } else {
+        "RemoveUserFromGroup"
+    };
+    ctx.api
+        .iam(action, &[("UserName", user), ("GroupName", group)])
+        .await
+        .map(|_| ())
+}
+
 async fn user_action(ctx: &Ctx<'_>, name: &str, action: &str, f: &Form) -> Resp {
     let u = ("UserName", name);
     let result: ApiResult<String> = match action {
-        "add-to-group" => {
-            let g = f.val("group").trim();
-            if g.is_empty() {
-                Err(invalid("Choose a group."))
-            } else {
-                ctx.api
-                    .iam("AddUserToGroup", &[u, ("GroupName", g)])
-                    .await
-                    .map(|_| format!("Added to group {g}."))
-            }
-        }
-        "remove-from-group" => {
-            let g = f.val("group");
-            ctx.api
-                .iam("RemoveUserFromGroup", &[u, ("GroupName", g)])
-                .await
-                .map(|_| format!("Removed from group {g}."))
-        }
+        "add-to-group" => membership(ctx, name, f.val("group").trim(), true)
+            .await
+            .map(|_| format!("Added to group {}.", f.val("group").trim())),
+        "remove-from-group" => membership(ctx, name, f.val("group"), false)
+            .await
+            .map(|_| format!("Removed from group {}.", f.val("group"))),
         "create-access-key" => {
             return match ctx.api.iam("CreateAccessKey", &[u]).await {
                 Ok(x) => {
@@ -1210,24 +1231,7 @@ async fn delete_group(ctx: &Ctx<'_>, name: &str) -> (Vec<String>, ApiResult<()>)
                 .await?;
             steps.push(format!("Removed user {u}."));
         }
-        for (_, arn) in attached(ctx, Kind::Group, name).await? {
-            ctx.api
-                .iam(
-                    "DetachGroupPolicy",
-                    &[("GroupName", name), ("PolicyArn", &arn)],
-                )
-                .await?;
-            steps.push(format!("Detached policy {arn}."));
-        }
-        for p in inline_names(ctx, Kind::Group, name).await? {
-            ctx.api
-                .iam(
-                    "DeleteGroupPolicy",
-                    &[("GroupName", name), ("PolicyName", &p)],
-                )
-                .await?;
-            steps.push(format!("Deleted inline policy {p}."));
-        }
+        remove_policies(ctx, Kind::Group, name, &mut steps).await?;
         ctx.api.iam("DeleteGroup", &g).await?;
         Ok(())
     }
@@ -1236,26 +1240,13 @@ async fn delete_group(ctx: &Ctx<'_>, name: &str) -> (Vec<String>, ApiResult<()>)
 }
 
 async fn group_action(ctx: &Ctx<'_>, name: &str, action: &str, f: &Form) -> Resp {
-    let g = ("GroupName", name);
     let result: ApiResult<String> = match action {
-        "add-member" => {
-            let u = f.val("user").trim();
-            if u.is_empty() {
-                Err(invalid("Choose a user."))
-            } else {
-                ctx.api
-                    .iam("AddUserToGroup", &[g, ("UserName", u)])
-                    .await
-                    .map(|_| format!("User {u} added."))
-            }
-        }
-        "remove-member" => {
-            let u = f.val("user");
-            ctx.api
-                .iam("RemoveUserFromGroup", &[g, ("UserName", u)])
-                .await
-                .map(|_| format!("User {u} removed."))
-        }
+        "add-member" => membership(ctx, f.val("user").trim(), name, true)
+            .await
+            .map(|_| format!("User {} added.", f.val("user").trim())),
+        "remove-member" => membership(ctx, f.val("user"), name, false)
+            .await
+            .map(|_| format!("User {} removed.", f.val("user"))),
         "delete" => {
             let (steps, r) = delete_group(ctx, name).await;
             return match r {
