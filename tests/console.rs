@@ -374,3 +374,65 @@ fn console_actions_are_the_signed_in_users() {
             .starts_with("attachment")
     );
 }
+
+#[test]
+fn console_upload_streams_a_large_file_into_put_object() {
+    let s = Server::start();
+    let root = Creds::root();
+    let s3 = Signing::new(&root, "s3");
+    assert_eq!(s.s3(Method::PUT, "/big-bkt", Some(&s3)).status, 200);
+    let mut b = Browser::new(&s);
+    assert_eq!(b.sign_in_root().status, 303);
+    b.get("/console/s3/buckets/big-bkt");
+    let body: Vec<u8> = (0..20 * 1024 * 1024u32)
+        .map(|i| b'a' + (i % 26) as u8)
+        .collect();
+    let mut h = HeaderMap::new();
+    let cookie: Vec<String> = b.cookies.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    h.insert("cookie", HeaderValue::from_str(&cookie.join("; ")).unwrap());
+    h.insert("x-coffer-encryption", HeaderValue::from_static("AES256"));
+    h.insert(
+        "content-type",
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    // Without the session's CSRF token the upload is refused and nothing is stored.
+    let r = s.send(
+        Method::PUT,
+        "/console/s3/upload/big-bkt?key=dir/big.bin",
+        h.clone(),
+        b"small body",
+        None,
+    );
+    assert_eq!(r.status, 403);
+    let r = s.s3(Method::HEAD, "/big-bkt/dir/big.bin", Some(&s3));
+    assert_eq!(r.status, 404);
+    h.insert("x-csrf-token", HeaderValue::from_str(&b.csrf).unwrap());
+    let r = s.send(
+        Method::PUT,
+        "/console/s3/upload/big-bkt?key=dir/big.bin",
+        h,
+        &body,
+        None,
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = s.s3(Method::HEAD, "/big-bkt/dir/big.bin", Some(&s3));
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-length"), Some("20971520"));
+    assert_eq!(r.header("x-amz-server-side-encryption"), Some("AES256"));
+    let got = s.send(
+        Method::GET,
+        "/big-bkt/dir/big.bin",
+        HeaderMap::new(),
+        b"",
+        Some(&s3),
+    );
+    assert_eq!(got.status, 200);
+    // The download through the console streams the same bytes back.
+    let r = b.get("/console/s3/download/big-bkt?key=dir/big.bin");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-length"), Some("20971520"));
+    assert!(
+        r.body.as_bytes() == body.as_slice(),
+        "downloaded bytes differ"
+    );
+}
