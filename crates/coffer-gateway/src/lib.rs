@@ -464,6 +464,15 @@ fn has_body(headers: &HeaderMap) -> bool {
             .is_some_and(|n| n > 0)
 }
 
+/// Whether the request's `Range` is one byte range as s3s parses it (`bytes=a-b`, `a-`, `-n`).
+fn single_byte_range(headers: &HeaderMap) -> bool {
+    let mut all = headers.get_all(header::RANGE).iter();
+    match (all.next(), all.next()) {
+        (Some(v), None) => v.to_str().is_ok_and(|v| s3s::dto::Range::parse(v).is_ok()),
+        _ => false,
+    }
+}
+
 /// A browser form upload: `POST` of `multipart/form-data` to a bucket (no key, no query).
 fn is_post_upload(parts: &http::request::Parts) -> bool {
     parts.method == Method::POST
@@ -1079,6 +1088,50 @@ impl App {
         ) {
             let (se, extra) = auth_error(proto, &e, &auth.access_key_id);
             return reply.error(&se, &extra, head);
+        }
+        // AWS ignores a Range header that is not one byte range (`bytes=abc`, several ranges)
+        // and answers 200 with the whole object; s3s would refuse it with 400 before Coffer's
+        // code runs. Drop it; when the client signed it, re-sign for s3s's second check with
+        // the caller's own credentials (already verified above), minus `range`.
+        let mut parts = parts;
+        if proto == Proto::S3
+            && (parts.method == Method::GET || parts.method == Method::HEAD)
+            && parts.headers.contains_key(header::RANGE)
+            && !single_byte_range(&parts.headers)
+        {
+            let signed_range = auth.signed_headers.iter().any(|h| h == "range");
+            match auth.kind {
+                coffer_sigv4::AuthKind::Header => {
+                    parts.headers.remove(header::RANGE);
+                    if signed_range {
+                        let signed: Vec<String> = auth
+                            .signed_headers
+                            .iter()
+                            .filter(|h| *h != "range")
+                            .cloned()
+                            .collect();
+                        if coffer_sigv4::resign_header_auth(
+                            &auth,
+                            &parts.method,
+                            &parts.uri,
+                            &mut parts.headers,
+                            &signed,
+                            &payload_hash,
+                            &secret,
+                            flavor,
+                        )
+                        .is_err()
+                        {
+                            return reply.error(&ServiceError::internal(), &[], head);
+                        }
+                    }
+                }
+                // A presigned URL that signed `range` keeps it (its signature is in the query).
+                _ if !signed_range => {
+                    parts.headers.remove(header::RANGE);
+                }
+                _ => {}
+            }
         }
         if !auth.access_key_id.starts_with("ASIA") && self.iam.key_use_due(&auth.access_key_id) {
             let iam = self.iam.clone();
