@@ -236,6 +236,9 @@ fn run_serve(args: ServeArgs) -> Result<(), String> {
         let mut b = s3s::service::S3ServiceBuilder::new(s3);
         b.set_auth(coffer_s3::CofferS3Auth(iam.clone()));
         b.set_host(coffer_s3::LocalHostStyle);
+        b.set_config(std::sync::Arc::new(s3s::config::StaticConfigProvider::new(
+            std::sync::Arc::new(coffer_s3::s3s_config()),
+        )));
         b.build()
     };
     let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());

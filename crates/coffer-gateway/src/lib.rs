@@ -195,6 +195,12 @@ fn s3_default_message(code: &str) -> &'static str {
         "EntityTooLarge" => "Your proposed upload exceeds the maximum allowed size",
         "NotImplemented" => "A header you provided implies functionality that is not implemented",
         "InvalidRequest" => "Invalid Request",
+        "SignatureDoesNotMatch" => {
+            "The request signature we calculated does not match the signature you provided. Check your key and signing method."
+        }
+        "MalformedPOSTRequest" => {
+            "The body of your POST request is not well-formed multipart/form-data."
+        }
         _ => "The request could not be completed.",
     }
 }
@@ -458,6 +464,289 @@ fn has_body(headers: &HeaderMap) -> bool {
             .is_some_and(|n| n > 0)
 }
 
+/// Whether the request's `Range` is one byte range as s3s parses it (`bytes=a-b`, `a-`, `-n`).
+fn single_byte_range(headers: &HeaderMap) -> bool {
+    let mut all = headers.get_all(header::RANGE).iter();
+    match (all.next(), all.next()) {
+        (Some(v), None) => v.to_str().is_ok_and(|v| s3s::dto::Range::parse(v).is_ok()),
+        _ => false,
+    }
+}
+
+/// A browser form upload: `POST` of `multipart/form-data` to a bucket (no key, no query).
+fn is_post_upload(parts: &http::request::Parts) -> bool {
+    parts.method == Method::POST
+        && parts.uri.query().is_none_or(str::is_empty)
+        && parts
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| {
+                v.trim_start()
+                    .to_ascii_lowercase()
+                    .starts_with("multipart/form-data")
+            })
+        && matches!(s3_target(parts), (Some(_), None))
+}
+
+/// How much of a POST form the gateway reads to find the fields before the file (s3s's own
+/// limit for them is 1 MiB, `coffer_s3::s3s_config`).
+const MAX_FORM_PREFIX: usize = 1 << 20;
+
+/// Reads a form upload's fields before the file part and returns the first
+/// `x-amz-security-token` field's value, with a body that yields every byte read plus the rest.
+async fn form_token(headers: &HeaderMap, mut body: Body) -> (Option<String>, Body) {
+    let Some(boundary) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(multipart_boundary)
+    else {
+        return (None, body);
+    };
+    let mut buf = Vec::new();
+    let mut token = None;
+    loop {
+        match scan_form(&buf, &boundary, "x-amz-security-token") {
+            FormScan::Done(t) => {
+                token = t;
+                break;
+            }
+            FormScan::More if buf.len() <= MAX_FORM_PREFIX => {}
+            FormScan::More => break,
+        }
+        match body.frame().await {
+            Some(Ok(frame)) => {
+                if let Ok(data) = frame.into_data() {
+                    buf.extend_from_slice(&data);
+                }
+            }
+            // The body ended or failed: s3s sees the same bytes (and the error) and refuses it.
+            Some(Err(e)) => {
+                let prefix = Bytes::from(buf);
+                return (None, Body::http_body(Prefixed::new(prefix, Some(e), body)));
+            }
+            None => break,
+        }
+    }
+    (
+        token,
+        Body::http_body(Prefixed::new(Bytes::from(buf), None, body)),
+    )
+}
+
+/// The `boundary` parameter of a `multipart/form-data` content type.
+fn multipart_boundary(ct: &str) -> Option<String> {
+    ct.split(';').skip(1).find_map(|p| {
+        let (k, v) = p.trim().split_once('=')?;
+        k.trim()
+            .eq_ignore_ascii_case("boundary")
+            .then(|| v.trim().trim_matches('"').to_string())
+            .filter(|b| !b.is_empty())
+    })
+}
+
+enum FormScan {
+    /// The file part (or the end of the form) was reached: the field's value, if it came before.
+    Done(Option<String>),
+    /// More bytes are needed.
+    More,
+}
+
+/// Looks for form field `name` among the parts before the file in `buf`.
+fn scan_form(buf: &[u8], boundary: &str, name: &str) -> FormScan {
+    let delim = format!("--{boundary}");
+    let next_delim = format!("\r\n--{boundary}");
+    let find = |hay: &[u8], needle: &[u8]| hay.windows(needle.len()).position(|w| w == needle);
+    let Some(mut at) = find(buf, delim.as_bytes()) else {
+        return FormScan::More;
+    };
+    let mut found = None;
+    loop {
+        let rest = &buf[at + delim.len()..];
+        if rest.len() < 2 {
+            return FormScan::More;
+        }
+        if rest.starts_with(b"--") {
+            return FormScan::Done(found);
+        }
+        let Some(head_end) = find(rest, b"\r\n\r\n") else {
+            return FormScan::More;
+        };
+        let head = String::from_utf8_lossy(&rest[..head_end]);
+        let field = head.split("\r\n").find_map(|line| {
+            let (k, v) = line.split_once(':')?;
+            if !k.trim().eq_ignore_ascii_case("content-disposition") {
+                return None;
+            }
+            v.split(';').find_map(|p| {
+                let (pk, pv) = p.trim().split_once('=')?;
+                (pk.trim() == "name").then(|| pv.trim().trim_matches('"').to_ascii_lowercase())
+            })
+        });
+        if field.as_deref() == Some("file") {
+            return FormScan::Done(found);
+        }
+        let value_start = head_end + 4;
+        let Some(len) = find(&rest[value_start..], next_delim.as_bytes()) else {
+            return FormScan::More;
+        };
+        if found.is_none() && field.as_deref() == Some(name) {
+            found = std::str::from_utf8(&rest[value_start..value_start + len])
+                .ok()
+                .map(str::to_string);
+        }
+        at += delim.len() + value_start + len + 2;
+    }
+}
+
+/// A body that yields `prefix` (then `error`, if any) before the rest of `inner`.
+struct Prefixed {
+    prefix: Option<Bytes>,
+    error: Option<s3s::StdError>,
+    inner: Body,
+}
+
+impl Prefixed {
+    fn new(prefix: Bytes, error: Option<s3s::StdError>, inner: Body) -> Self {
+        Prefixed {
+            prefix: (!prefix.is_empty()).then_some(prefix),
+            error,
+            inner,
+        }
+    }
+}
+
+impl hyper::body::Body for Prefixed {
+    type Data = Bytes;
+    type Error = s3s::StdError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+        if let Some(p) = self.prefix.take() {
+            return std::task::Poll::Ready(Some(Ok(hyper::body::Frame::data(p))));
+        }
+        if let Some(e) = self.error.take() {
+            return std::task::Poll::Ready(Some(Err(e)));
+        }
+        std::pin::Pin::new(&mut self.inner).poll_frame(cx)
+    }
+}
+
+/// The text of the first `<name>` element of an XML document, unescaped.
+fn xml_element(text: &str, name: &str) -> Option<String> {
+    let open = format!("<{name}>");
+    let close = format!("</{name}>");
+    let (_, rest) = text.split_once(&open)?;
+    let (v, _) = rest.split_once(&close)?;
+    Some(xml_unescape(v))
+}
+
+fn xml_unescape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(at) = rest.find('&') {
+        out.push_str(&rest[..at]);
+        let tail = &rest[at..];
+        let Some(end) = tail.find(';') else {
+            out.push_str(tail);
+            return out;
+        };
+        let ent = &tail[1..end];
+        let c = match ent {
+            "amp" => Some('&'),
+            "lt" => Some('<'),
+            "gt" => Some('>'),
+            "quot" => Some('"'),
+            "apos" => Some('\''),
+            _ => ent
+                .strip_prefix("#x")
+                .and_then(|h| u32::from_str_radix(h, 16).ok())
+                .or_else(|| ent.strip_prefix('#').and_then(|d| d.parse().ok()))
+                .and_then(char::from_u32),
+        };
+        match c {
+            Some(c) => {
+                out.push(c);
+                rest = &tail[end + 1..];
+            }
+            None => {
+                out.push('&');
+                rest = &tail[1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// AWS's error for a POST form refusal s3s phrased its own way (s3s 0.14's messages in
+/// `post_policy.rs`, `ops/mod.rs` and the PostObject deserializer), or `None` to keep s3s's.
+fn post_upload_error(code: &str, message: Option<&str>) -> Option<ServiceError> {
+    let m = message.unwrap_or_default();
+    let policy = |text: String| {
+        ServiceError::new(
+            "AccessDenied",
+            403,
+            format!("Invalid according to Policy: {text}"),
+        )
+    };
+    let json = |v: &str| serde_json::Value::String(v.to_string()).to_string();
+    match code {
+        "AccessDenied" if m == "Request has expired" => Some(policy("Policy expired.".into())),
+        // An unsigned form (s3s lets it through as anonymous, then refuses it).
+        "AccessDenied" if m == "Signature is required" => {
+            Some(ServiceError::new("AccessDenied", 403, "Access Denied"))
+        }
+        "AccessDenied" => {
+            let name = m
+                .strip_prefix("Each form field that you specify in a form must appear in the list of policy conditions. \"")?
+                .strip_suffix("\" not specified in the policy.")?;
+            Some(policy(format!("Extra input fields: {name}")))
+        }
+        "InvalidPolicyDocument" => {
+            if let Some(rest) = m.strip_prefix("Policy condition '") {
+                let (op, rest) = rest.split_once("' for field '")?;
+                let (field, rest) = rest.split_once("' failed: expected ")?;
+                let rest = rest.strip_prefix("prefix ").unwrap_or(rest);
+                let value = rest.strip_prefix('\'')?;
+                let value = &value[..value.rfind("', got '")?];
+                Some(policy(format!(
+                    "Policy Condition failed: [{}, {}, {}]",
+                    json(op),
+                    json(&format!("${field}")),
+                    json(value)
+                )))
+            } else if m.is_empty() || m == "failed to parse POST policy" {
+                Some(ServiceError::new(
+                    "InvalidPolicyDocument",
+                    400,
+                    "Invalid Policy: Invalid JSON.",
+                ))
+            } else {
+                None
+            }
+        }
+        "EntityTooLarge" => Some(ServiceError::new(
+            "EntityTooLarge",
+            400,
+            "Your proposed upload exceeds the maximum allowed size",
+        )),
+        "EntityTooSmall" => Some(ServiceError::new(
+            "EntityTooSmall",
+            400,
+            "Your proposed upload is smaller than the minimum allowed size",
+        )),
+        "InvalidRequest" if m == "missing key" => Some(ServiceError::new(
+            "InvalidArgument",
+            400,
+            "Bucket POST must contain a field named 'key'.  If it is specified, please check the order of the fields.",
+        )),
+        _ => None,
+    }
+}
+
 fn is_form(headers: &HeaderMap) -> bool {
     headers
         .get(header::CONTENT_TYPE)
@@ -476,6 +765,7 @@ impl App {
         body: Body,
         peer: SocketAddr,
         reply: &Reply,
+        post_upload: bool,
     ) -> Response<Body> {
         let target = s3_target(&parts);
         let mut req = Request::from_parts(parts, body);
@@ -485,6 +775,17 @@ impl App {
         });
         match self.s3.call(req).await {
             Ok(mut r) => {
+                // s3s checks a POST form's policy with its own words: answer with AWS's.
+                if post_upload
+                    && r.status().as_u16() >= 400
+                    && let Some(b) = r.body().bytes()
+                    && let Ok(text) = std::str::from_utf8(&b)
+                    && let Some(code) = xml_element(text, "Code")
+                    && let Some(e) =
+                        post_upload_error(&code, xml_element(text, "Message").as_deref())
+                {
+                    return reply.error(&e, &[], false);
+                }
                 // s3s's error bodies lack AWS's RequestId and HostId: add them, matching the headers.
                 if r.status().as_u16() >= 400
                     && let Some(b) = r.body().bytes()
@@ -654,6 +955,23 @@ impl App {
         let head = parts.method == Method::HEAD;
 
         // ---- authenticate ----
+        // A browser form upload (POST object) is signed inside its form, which s3s reads and
+        // verifies (policy signature, expiration, conditions); coffer-s3 then authorizes the
+        // signer. Only that shape goes through without SigV4 here.
+        if proto == Proto::S3 && matches!(parsed, Ok(None)) && is_post_upload(&parts) {
+            let body = body.unwrap_or_else(|| Body::from(body_bytes));
+            // The session token is a form field: read the fields before the file (bounded) to
+            // find it, and hand s3s the body unchanged.
+            let (token, body) = form_token(&parts.headers, body).await;
+            let mut parts = parts;
+            parts.extensions.insert(coffer_s3::PostFormToken(token));
+            let mut r = self.s3_call(parts, body, peer, &reply, true).await;
+            if r.status().as_u16() >= 400 {
+                r.headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            return r;
+        }
         let auth = match parsed {
             Err(e) => {
                 let (se, extra) = auth_error(proto, &e, "");
@@ -770,6 +1088,50 @@ impl App {
         ) {
             let (se, extra) = auth_error(proto, &e, &auth.access_key_id);
             return reply.error(&se, &extra, head);
+        }
+        // AWS ignores a Range header that is not one byte range (`bytes=abc`, several ranges)
+        // and answers 200 with the whole object; s3s would refuse it with 400 before Coffer's
+        // code runs. Drop it; when the client signed it, re-sign for s3s's second check with
+        // the caller's own credentials (already verified above), minus `range`.
+        let mut parts = parts;
+        if proto == Proto::S3
+            && (parts.method == Method::GET || parts.method == Method::HEAD)
+            && parts.headers.contains_key(header::RANGE)
+            && !single_byte_range(&parts.headers)
+        {
+            let signed_range = auth.signed_headers.iter().any(|h| h == "range");
+            match auth.kind {
+                coffer_sigv4::AuthKind::Header => {
+                    parts.headers.remove(header::RANGE);
+                    if signed_range {
+                        let signed: Vec<String> = auth
+                            .signed_headers
+                            .iter()
+                            .filter(|h| *h != "range")
+                            .cloned()
+                            .collect();
+                        if coffer_sigv4::resign_header_auth(
+                            &auth,
+                            &parts.method,
+                            &parts.uri,
+                            &mut parts.headers,
+                            &signed,
+                            &payload_hash,
+                            &secret,
+                            flavor,
+                        )
+                        .is_err()
+                        {
+                            return reply.error(&ServiceError::internal(), &[], head);
+                        }
+                    }
+                }
+                // A presigned URL that signed `range` keeps it (its signature is in the query).
+                _ if !signed_range => {
+                    parts.headers.remove(header::RANGE);
+                }
+                _ => {}
+            }
         }
         if !auth.access_key_id.starts_with("ASIA") && self.iam.key_use_due(&auth.access_key_id) {
             let iam = self.iam.clone();
@@ -910,7 +1272,7 @@ impl App {
                 // policy, missing bucket): then the connection cannot be reused.
                 reply.close = false;
                 let had_body = has_body(&parts.headers);
-                let mut r = self.s3_call(parts, body, peer, &reply).await;
+                let mut r = self.s3_call(parts, body, peer, &reply, false).await;
                 if had_body && r.status().as_u16() >= 400 {
                     r.headers_mut()
                         .insert(header::CONNECTION, HeaderValue::from_static("close"));

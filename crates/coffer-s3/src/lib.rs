@@ -43,6 +43,12 @@ pub struct ClientInfo {
     pub secure: bool,
 }
 
+/// The `x-amz-security-token` field of a POST object form, read by the gateway from the form
+/// fields before the file (s3s does not hand the form to the service) and passed in the
+/// request's extensions. `None`: the form has no such field.
+#[derive(Clone)]
+pub struct PostFormToken(pub Option<String>);
+
 pub struct Inner {
     pub(crate) iam: Arc<Iam>,
     pub(crate) keys: Arc<dyn DataKeyProvider>,
@@ -103,6 +109,26 @@ impl CofferS3 {
             .sweep(&|id| live.contains(id))
             .map_err(internal)
     }
+}
+
+/// Largest file a POST object (browser form upload) may carry. s3s reads the whole file into
+/// memory before the upload is stored, so this bounds memory per request (AWS allows 5 GB).
+pub const POST_OBJECT_MAX_FILE: u64 = 64 << 20;
+
+/// s3s's limits for Coffer.
+pub fn s3s_config() -> s3s::config::S3Config {
+    let mut c = s3s::config::S3Config::default();
+    c.post_object_max_file_size = POST_OBJECT_MAX_FILE;
+    // The form fields before the file (policy, signature, metadata...) are held in memory too.
+    c.form_max_fields_size = 1 << 20;
+    c.form_max_field_size = 256 << 10;
+    c.form_max_parts = 200;
+    // s3s applies this skew to a POST form's `x-amz-date`, where AWS only checks the policy's
+    // expiration (a presigned POST is used long after it was made). The gateway has already
+    // applied AWS's 15-minute rule to header-signed requests and expiry to presigned URLs
+    // before s3s verifies them again, so s3s's own bound only needs to be generous.
+    c.presigned_url_max_skew_time_secs = 7 * 24 * 3600;
+    c
 }
 
 /// Secrets for s3s's SigV4 verification; the session token is checked afterwards.
@@ -175,9 +201,6 @@ impl Inner {
 
     /// The caller of an S3 request: SigV4 was verified by s3s; the session token is checked here.
     pub(crate) fn context<T>(&self, req: &S3Request<T>) -> S3Result<RequestContext> {
-        let Some(cred) = &req.credentials else {
-            return Err(access_denied("Access Denied"));
-        };
         let token = req
             .headers
             .get("x-amz-security-token")
@@ -191,9 +214,22 @@ impl Inner {
                         .map(|(_, v)| v)
                 })
             });
+        self.context_with_token(req, token.as_deref())
+    }
+
+    /// The caller of a request whose session token (if any) is `token`: for POST object the
+    /// token is a form field, not a header.
+    pub(crate) fn context_with_token<T>(
+        &self,
+        req: &S3Request<T>,
+        token: Option<&str>,
+    ) -> S3Result<RequestContext> {
+        let Some(cred) = &req.credentials else {
+            return Err(access_denied("Access Denied"));
+        };
         let resolved = self
             .iam
-            .resolve(&cred.access_key, token.as_deref())
+            .resolve(&cred.access_key, token)
             .map_err(|e| match e {
                 CredentialError::UnknownAccessKey => s3_error!(
                     InvalidAccessKeyId,
@@ -683,6 +719,13 @@ impl S3 for CofferS3 {
         req: S3Request<PutObjectInput>,
     ) -> S3Result<S3Response<PutObjectOutput>> {
         objects::put_object(&self.0, req).await
+    }
+
+    async fn post_object(
+        &self,
+        req: S3Request<PostObjectInput>,
+    ) -> S3Result<S3Response<PostObjectOutput>> {
+        objects::post_object(&self.0, req).await
     }
 
     async fn get_object(

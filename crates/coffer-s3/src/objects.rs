@@ -431,9 +431,208 @@ pub(crate) async fn ingest(
 
 pub(crate) async fn put_object(
     s: &Inner,
-    mut req: S3Request<PutObjectInput>,
+    req: S3Request<PutObjectInput>,
 ) -> S3Result<S3Response<PutObjectOutput>> {
     let ctx = s.context(&req)?;
+    put_object_as(s, ctx, req).await
+}
+
+/// POST object (browser form upload). s3s has parsed the form, verified the policy's SigV4
+/// signature, its expiration and its conditions (every form field covered, content-length-range)
+/// and read the file (at most `post_object_max_file_size`); what remains is PutObject as the
+/// signer: the same authorization, encryption and KMS calls.
+pub(crate) async fn post_object(
+    s: &Inner,
+    req: S3Request<PostObjectInput>,
+) -> S3Result<S3Response<PostObjectOutput>> {
+    if req.credentials.is_none() {
+        return Err(access_denied("Access Denied"));
+    }
+    // s3s also accepts SigV2 form signatures; they carry no credential scope.
+    let Some(region) = req.region.as_ref().map(|r| r.as_str().to_string()) else {
+        return Err(s3_error!(
+            InvalidRequest,
+            "The authorization mechanism you have provided is not supported. Please use AWS4-HMAC-SHA256."
+        ));
+    };
+    if req.service.as_deref() != Some("s3") {
+        return Err(s3_error!(
+            InvalidArgument,
+            "Credential should be scoped to correct service: 's3'. "
+        ));
+    }
+    if region != s.region {
+        return Err(s3_error!(
+            InvalidArgument,
+            "the region '{}' is wrong; expecting '{}'",
+            region,
+            s.region
+        ));
+    }
+    // The session token is the form field `x-amz-security-token`, which the gateway read from
+    // the form (s3s has checked it, like every field, against the signed policy). Without it,
+    // session credentials fail with `InvalidToken`; long-term keys need none.
+    let token = req
+        .extensions
+        .get::<crate::PostFormToken>()
+        .and_then(|t| t.0.clone());
+    let ctx = s.context_with_token(&req, token.as_deref())?;
+    let host = req
+        .headers
+        .get("host")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let secure = ctx.secure_transport;
+    // s3s answers a redirect with its own Location.
+    let redirect = req.input.success_action_redirect.is_some();
+    let req = req.map_input(post_object_input_into_put_object_input);
+    let (bucket, key) = (req.input.bucket.clone(), req.input.key.clone());
+    let resp = put_object_as(s, ctx, req).await?;
+    let out = &resp.output;
+    // s3s writes the status and body (success_action_status / redirect) but not the output's
+    // headers: set the ones AWS sends.
+    let mut headers = http::HeaderMap::new();
+    let mut set = |name: &'static str, value: Option<String>| {
+        if let Some(v) = value
+            && let Ok(v) = http::HeaderValue::from_str(&v)
+        {
+            headers.insert(name, v);
+        }
+    };
+    set(
+        "etag",
+        out.e_tag.as_ref().map(|e| format!("\"{}\"", e.value())),
+    );
+    set(
+        "x-amz-server-side-encryption",
+        out.server_side_encryption
+            .as_ref()
+            .map(|e| e.as_str().to_string()),
+    );
+    set(
+        "x-amz-server-side-encryption-aws-kms-key-id",
+        out.ssekms_key_id.clone(),
+    );
+    set(
+        "x-amz-server-side-encryption-bucket-key-enabled",
+        out.bucket_key_enabled.map(|b| b.to_string()),
+    );
+    set(
+        "x-amz-server-side-encryption-context",
+        out.ssekms_encryption_context.clone(),
+    );
+    set(
+        "x-amz-server-side-encryption-customer-algorithm",
+        out.sse_customer_algorithm.clone(),
+    );
+    set(
+        "x-amz-server-side-encryption-customer-key-md5",
+        out.sse_customer_key_md5.clone(),
+    );
+    set(
+        "location",
+        host.filter(|_| !redirect).map(|h| {
+            let path: String = key
+                .split('/')
+                .map(|seg| percent_encoding::utf8_percent_encode(seg, URI_SEGMENT).to_string())
+                .collect::<Vec<_>>()
+                .join("/");
+            let scheme = if secure { "https" } else { "http" };
+            if h.starts_with(&format!("{bucket}.")) {
+                format!("{scheme}://{h}/{path}")
+            } else {
+                format!("{scheme}://{h}/{bucket}/{path}")
+            }
+        }),
+    );
+    let mut resp = resp.map_output(put_object_output_into_post_object_output);
+    resp.headers.extend(headers);
+    Ok(resp)
+}
+
+/// The PutObject input of a POST object (the same fields; s3s keeps its own mapping private).
+fn post_object_input_into_put_object_input(x: PostObjectInput) -> PutObjectInput {
+    PutObjectInput {
+        acl: x.acl,
+        body: x.body,
+        bucket: x.bucket,
+        bucket_key_enabled: x.bucket_key_enabled,
+        cache_control: x.cache_control,
+        checksum_algorithm: x.checksum_algorithm,
+        checksum_crc32: x.checksum_crc32,
+        checksum_crc32c: x.checksum_crc32c,
+        checksum_crc64nvme: x.checksum_crc64nvme,
+        checksum_sha1: x.checksum_sha1,
+        checksum_sha256: x.checksum_sha256,
+        content_disposition: x.content_disposition,
+        content_encoding: x.content_encoding,
+        content_language: x.content_language,
+        content_length: x.content_length,
+        content_md5: x.content_md5,
+        content_type: x.content_type,
+        expected_bucket_owner: x.expected_bucket_owner,
+        expires: x.expires,
+        grant_full_control: x.grant_full_control,
+        grant_read: x.grant_read,
+        grant_read_acp: x.grant_read_acp,
+        grant_write_acp: x.grant_write_acp,
+        if_match: x.if_match,
+        if_none_match: x.if_none_match,
+        key: x.key,
+        metadata: x.metadata,
+        object_lock_legal_hold_status: x.object_lock_legal_hold_status,
+        object_lock_mode: x.object_lock_mode,
+        object_lock_retain_until_date: x.object_lock_retain_until_date,
+        request_payer: x.request_payer,
+        sse_customer_algorithm: x.sse_customer_algorithm,
+        sse_customer_key: x.sse_customer_key,
+        sse_customer_key_md5: x.sse_customer_key_md5,
+        ssekms_encryption_context: x.ssekms_encryption_context,
+        ssekms_key_id: x.ssekms_key_id,
+        server_side_encryption: x.server_side_encryption,
+        storage_class: x.storage_class,
+        tagging: x.tagging,
+        website_redirect_location: x.website_redirect_location,
+        write_offset_bytes: x.write_offset_bytes,
+    }
+}
+
+/// The POST object output of a PutObject.
+fn put_object_output_into_post_object_output(x: PutObjectOutput) -> PostObjectOutput {
+    PostObjectOutput {
+        bucket_key_enabled: x.bucket_key_enabled,
+        checksum_crc32: x.checksum_crc32,
+        checksum_crc32c: x.checksum_crc32c,
+        checksum_crc64nvme: x.checksum_crc64nvme,
+        checksum_sha1: x.checksum_sha1,
+        checksum_sha256: x.checksum_sha256,
+        checksum_type: x.checksum_type,
+        e_tag: x.e_tag,
+        expiration: x.expiration,
+        request_charged: x.request_charged,
+        sse_customer_algorithm: x.sse_customer_algorithm,
+        sse_customer_key_md5: x.sse_customer_key_md5,
+        ssekms_encryption_context: x.ssekms_encryption_context,
+        ssekms_key_id: x.ssekms_key_id,
+        server_side_encryption: x.server_side_encryption,
+        size: x.size,
+        version_id: x.version_id,
+    }
+}
+
+/// What a URI path segment keeps unescaped: RFC 3986's unreserved characters.
+const URI_SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// PutObject once the caller is known.
+async fn put_object_as(
+    s: &Inner,
+    ctx: RequestContext,
+    mut req: S3Request<PutObjectInput>,
+) -> S3Result<S3Response<PutObjectOutput>> {
     let bucket = s.bucket(&req.input.bucket)?;
     let key = req.input.key.clone();
     if key.is_empty() || key.len() > 1024 {

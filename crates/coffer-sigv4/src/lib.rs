@@ -67,7 +67,7 @@ use zeroize::{Zeroize, Zeroizing};
 pub use canonical::{canonical_query_string, canonical_uri, uri_encode};
 pub use chunked::{ChunkedDecoder, ChunkedEncoder, ChunkedMode};
 pub use parse::{format_amz_date, format_iso8601, parse, parse_amz_date};
-pub use sign::{presign_url, sign_request};
+pub use sign::{presign_url, resign_header_auth, sign_request};
 pub use verify::{PayloadMode, check_content_sha256, kms_skew_message, verify, verify_with_cache};
 
 /// The only supported algorithm.

@@ -87,6 +87,47 @@ pub fn sign_request(
     Ok(signature)
 }
 
+/// Re-signs a request authenticated by an `Authorization` header after the server changed it
+/// (e.g. removed a header it must ignore), for a verifier further down the same server: the
+/// same access key, date, scope and payload hash as `auth` (whose signature was verified
+/// with `secret`), over `signed_headers`. Only the `Authorization` header is replaced; the
+/// session token header, if any, stays as sent.
+#[allow(clippy::too_many_arguments)]
+pub fn resign_header_auth(
+    auth: &crate::ParsedAuth,
+    method: &Method,
+    uri: &Uri,
+    headers: &mut HeaderMap,
+    signed_headers: &[String],
+    payload_hash: &str,
+    secret: &Secret,
+    flavor: Flavor,
+) -> Result<(), InvalidHeaderValue> {
+    let scope = scope(&auth.date, &auth.region, &auth.service);
+    let cr = canonical_request(&CanonicalInput {
+        method,
+        path: uri.path(),
+        query: uri.query().unwrap_or(""),
+        uri,
+        headers,
+        signed_headers,
+        payload_hash,
+        flavor,
+        exclude_signature: false,
+        plus_as_space: false,
+    });
+    let sts = string_to_sign(&auth.amz_date, &scope, &cr);
+    let signature = SigningKey::derive(secret, &auth.date, &auth.region, &auth.service)
+        .sign_hex(sts.as_bytes());
+    let authz = format!(
+        "{ALGORITHM} Credential={}/{scope}, SignedHeaders={}, Signature={signature}",
+        auth.access_key_id,
+        signed_headers.join(";")
+    );
+    headers.insert(AUTHORIZATION, HeaderValue::from_str(&authz)?);
+    Ok(())
+}
+
 /// Presign a URL like botocore's `SigV4QueryAuth` / `S3SigV4QueryAuth`.
 ///
 /// `uri` should be absolute (`scheme://authority/path?query`, percent-encoded); its query is
