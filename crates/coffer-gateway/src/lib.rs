@@ -494,19 +494,29 @@ fn is_post_upload(parts: &http::request::Parts) -> bool {
 const MAX_FORM_PREFIX: usize = 1 << 20;
 
 /// Reads a form upload's fields before the file part and returns the first
-/// `x-amz-security-token` field's value, with a body that yields every byte read plus the rest.
-async fn form_token(headers: &HeaderMap, mut body: Body) -> (Option<String>, Body) {
-    let Some(boundary) = headers
+/// `x-amz-security-token` field's value, whether a signature and a policy came before the file,
+/// and a body that yields every byte read plus the rest.
+async fn form_token(headers: &HeaderMap, body: Body) -> (Option<String>, bool, Body) {
+    let boundary = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .and_then(multipart_boundary)
-    else {
-        return (None, body);
+        .and_then(multipart_boundary);
+    let (token, body, buf) = form_prefix(boundary.as_deref(), body).await;
+    let signed = boundary.is_some_and(|b| {
+        let has = |name: &str| matches!(scan_form(&buf, &b, name), FormScan::Done(Some(_)));
+        has("policy") && (has("x-amz-signature") || has("signature"))
+    });
+    (token, signed, body)
+}
+
+async fn form_prefix(boundary: Option<&str>, mut body: Body) -> (Option<String>, Body, Bytes) {
+    let Some(boundary) = boundary else {
+        return (None, body, Bytes::new());
     };
     let mut buf = Vec::new();
     let mut token = None;
     loop {
-        match scan_form(&buf, &boundary, "x-amz-security-token") {
+        match scan_form(&buf, boundary, "x-amz-security-token") {
             FormScan::Done(t) => {
                 token = t;
                 break;
@@ -523,14 +533,17 @@ async fn form_token(headers: &HeaderMap, mut body: Body) -> (Option<String>, Bod
             // The body ended or failed: s3s sees the same bytes (and the error) and refuses it.
             Some(Err(e)) => {
                 let prefix = Bytes::from(buf);
-                return (None, Body::http_body(Prefixed::new(prefix, Some(e), body)));
+                let b = Body::http_body(Prefixed::new(prefix.clone(), Some(e), body));
+                return (None, b, prefix);
             }
             None => break,
         }
     }
+    let prefix = Bytes::from(buf);
     (
         token,
-        Body::http_body(Prefixed::new(Bytes::from(buf), None, body)),
+        Body::http_body(Prefixed::new(prefix.clone(), None, body)),
+        prefix,
     )
 }
 
@@ -962,7 +975,17 @@ impl App {
             let body = body.unwrap_or_else(|| Body::from(body_bytes));
             // The session token is a form field: read the fields before the file (bounded) to
             // find it, and hand s3s the body unchanged.
-            let (token, body) = form_token(&parts.headers, body).await;
+            let (token, signed, body) = form_token(&parts.headers, body).await;
+            // Anonymous form uploads are not supported: refuse before s3s reads (and buffers)
+            // the file.
+            if !signed {
+                reply.close = true;
+                return reply.error(
+                    &ServiceError::new("AccessDenied", 403, "Access Denied"),
+                    &[],
+                    false,
+                );
+            }
             let mut parts = parts;
             parts.extensions.insert(coffer_s3::PostFormToken(token));
             let mut r = self.s3_call(parts, body, peer, &reply, true).await;
