@@ -360,7 +360,7 @@ def test_bucket_encryption_defaults_and_kms_key_forms(s3, bucket, kms_key):
     assert s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"] == default
 
 
-def test_bucket_encryption_validation(s3, bucket, kms_key):
+def test_bucket_encryption_validation(s3, bucket, kms_key, kms):
     assert expect_error(
         s3.put_bucket_encryption,
         Bucket=bucket,
@@ -386,14 +386,13 @@ def test_bucket_encryption_validation(s3, bucket, kms_key):
     assert expect_error(s3.put_object, Bucket=bucket, Key="k", Body=b"x") == (
         "KMS.NotFoundException", f"Alias arn:aws:kms:{REGION}:{ACCOUNT}:alias/no-such-alias is not found.", 400,
     )
-    # SSE-KMS with no key anywhere means the AWS managed key aws/s3, which Coffer does not have yet
+    # SSE-KMS with no key anywhere means the AWS managed key aws/s3 (test_s3_aws_managed_key.py)
     s3.put_bucket_encryption(
         Bucket=bucket,
         ServerSideEncryptionConfiguration={"Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "aws:kms"}}]},
     )
-    code, msg, status = expect_error(s3.put_object, Bucket=bucket, Key="k", Body=b"x")
-    assert (code, status) == ("NotImplemented", 501) and "aws/s3" in msg, msg
-    assert expect_error(s3.head_object, Bucket=bucket, Key="k")[2] == 404  # nothing was stored
+    put = s3.put_object(Bucket=bucket, Key="k", Body=b"x")
+    assert put["SSEKMSKeyId"] == kms.describe_key(KeyId="alias/aws/s3")["KeyMetadata"]["Arn"]
 
 
 # =============================================================================================
