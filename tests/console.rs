@@ -436,3 +436,125 @@ fn console_upload_streams_a_large_file_into_put_object() {
         "downloaded bytes differ"
     );
 }
+
+#[test]
+fn concurrent_failed_sign_ins_cannot_outrun_the_limit() {
+    let s = Server::start();
+    let mut b = Browser::new(&s);
+    b.get("/console/signin");
+    let (cookies, csrf) = (b.cookies.clone(), b.csrf.clone());
+    let statuses: Vec<u16> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..16)
+            .map(|i| {
+                let (s, cookies, csrf) = (&s, cookies.clone(), csrf.clone());
+                scope.spawn(move || {
+                    let mut b = Browser::new(s);
+                    b.cookies = cookies;
+                    let user = if i % 2 == 0 { "Alice" } else { "ALICE" };
+                    b.post(
+                        "/console/signin",
+                        &[
+                            ("kind", "iam"),
+                            ("account", ACCOUNT),
+                            ("username", user),
+                            ("password", "wrong-password"),
+                            ("csrf", &csrf),
+                        ],
+                    )
+                    .status
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let evaluated = statuses.iter().filter(|s| **s == 401).count();
+    assert!(evaluated <= 5, "{statuses:?}");
+    assert!(
+        statuses.iter().all(|s| *s == 401 || *s == 429),
+        "{statuses:?}"
+    );
+}
+
+#[test]
+fn a_session_does_not_outlive_its_user() {
+    let s = Server::start();
+    let root = Creds::root();
+    let mk = |admin: bool| {
+        s.iam(&root, "CreateUser", &[("UserName", "carol")])
+            .expect_ok("CreateUser");
+        s.iam(
+            &root,
+            "CreateLoginProfile",
+            &[("UserName", "carol"), ("Password", "Carol-passw0rd!")],
+        )
+        .expect_ok("CreateLoginProfile");
+        if admin {
+            s.iam(
+                &root,
+                "AttachUserPolicy",
+                &[
+                    ("UserName", "carol"),
+                    ("PolicyArn", "arn:aws:iam::aws:policy/AdministratorAccess"),
+                ],
+            )
+            .expect_ok("AttachUserPolicy");
+        }
+    };
+    mk(false);
+    let mut b = Browser::new(&s);
+    b.get("/console/signin");
+    let csrf = b.csrf.clone();
+    let r = b.post(
+        "/console/signin",
+        &[
+            ("kind", "iam"),
+            ("account", ACCOUNT),
+            ("username", "carol"),
+            ("password", "Carol-passw0rd!"),
+            ("csrf", &csrf),
+        ],
+    );
+    assert_eq!(r.status, 303);
+    assert_eq!(b.get("/console/iam/users").status, 403);
+    // carol is deleted, and another carol, an administrator, is made.
+    s.iam(&root, "DeleteLoginProfile", &[("UserName", "carol")])
+        .expect_ok("DeleteLoginProfile");
+    s.iam(&root, "DeleteUser", &[("UserName", "carol")])
+        .expect_ok("DeleteUser");
+    mk(true);
+    // The first carol's session is not the second carol's.
+    let r = b.get("/console/iam/users");
+    assert_ne!(r.status, 200, "{}", r.body);
+    assert!(!r.body.contains("data-user=\"carol\""));
+}
+
+#[test]
+fn objects_are_sandboxed_and_a_bucket_may_be_named_console() {
+    let s = Server::start();
+    let s3 = Signing::new(&Creds::root(), "s3");
+    // Signed requests for /console/… are S3 path-style requests to the bucket "console".
+    assert_eq!(s.s3(Method::PUT, "/console", Some(&s3)).status, 200);
+    let page = b"<html><script>alert(1)</script></html>";
+    let mut h = HeaderMap::new();
+    h.insert("content-type", HeaderValue::from_static("text/html"));
+    let r = s.send(Method::PUT, "/console/signin", h, page, Some(&s3));
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = s.send(
+        Method::GET,
+        "/console/signin",
+        HeaderMap::new(),
+        b"",
+        Some(&s3),
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body.as_bytes(), page);
+    // A stored page runs no script in the console's origin, whoever opens it.
+    assert_eq!(r.header("content-security-policy"), Some("sandbox"));
+    let url = s.presign(&Method::GET, "/console/signin", &s3, 300);
+    let r = s.send(Method::GET, &url, HeaderMap::new(), b"", None);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-security-policy"), Some("sandbox"));
+    // Unsigned, the same path is the console's sign-in page.
+    let r = s.send(Method::GET, "/console/signin", HeaderMap::new(), b"", None);
+    assert!(r.body.contains("signin-iam"));
+}

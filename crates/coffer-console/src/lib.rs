@@ -38,6 +38,8 @@ const SESSION_SECONDS: i64 = 12 * 3600;
 /// Failed sign-ins allowed per client address, and per user name, within `FAIL_WINDOW`.
 const MAX_FAILURES: u32 = 5;
 const FAIL_WINDOW: i64 = 600;
+/// Password verifications (argon2id, 19 MiB each) allowed to run at once.
+const MAX_VERIFYING: usize = 4;
 /// Most failure counters kept at once.
 const MAX_TRACKED: usize = 100_000;
 /// Largest form body accepted (policies are at most a few KiB; 1 MiB is generous).
@@ -67,8 +69,10 @@ pub struct Console {
     secure: bool,
     /// By SHA-256 of the cookie value: the value itself is not kept.
     sessions: Mutex<HashMap<String, Arc<Session>>>,
-    /// Failed sign-ins: key → (count, window start).
+    /// Sign-in attempts not given back by a success: key → (count, window start).
     failures: Mutex<HashMap<String, (u32, i64)>>,
+    /// Password verifications running at once.
+    verifying: tokio::sync::Semaphore,
 }
 
 /// What a page handler gets.
@@ -222,6 +226,7 @@ impl Console {
             secure,
             sessions: Mutex::new(HashMap::new()),
             failures: Mutex::new(HashMap::new()),
+            verifying: tokio::sync::Semaphore::new(MAX_VERIFYING),
         }
     }
 
@@ -331,28 +336,71 @@ impl Console {
         r
     }
 
-    /// True when `key` has failed too often recently.
-    fn throttled(&self, keys: &[String]) -> bool {
+    /// Reserves one sign-in attempt against every key (client address, identity): refused when
+    /// a key has used up its attempts in the window. Checked and counted in one critical section,
+    /// so concurrent attempts cannot all slip past the check; a successful sign-in gives its
+    /// attempt back (`refund`).
+    fn reserve(&self, keys: &[String]) -> bool {
         let now = now_unix();
         let mut f = self.failures.lock();
         f.retain(|_, (_, start)| now - *start < FAIL_WINDOW);
-        keys.iter()
+        if keys
+            .iter()
             .any(|k| f.get(k).is_some_and(|(n, _)| *n >= MAX_FAILURES))
-    }
-
-    fn note_failure(&self, keys: &[String]) {
-        let now = now_unix();
-        let mut f = self.failures.lock();
-        // Bounded memory under a spray of user names: past the cap only known keys and client
+        {
+            return false;
+        }
+        // Bounded memory under a spray of identities: past the cap only known keys and client
         // addresses are counted.
         let full = f.len() >= MAX_TRACKED;
         for k in keys {
             if full && !f.contains_key(k) && !k.starts_with("ip:") {
                 continue;
             }
-            let e = f.entry(k.clone()).or_insert((0, now));
-            e.0 += 1;
+            f.entry(k.clone()).or_insert((0, now)).0 += 1;
         }
+        true
+    }
+
+    fn refund(&self, keys: &[String]) {
+        let mut f = self.failures.lock();
+        for k in keys {
+            if let Some(e) = f.get_mut(k) {
+                e.0 = e.0.saturating_sub(1);
+            }
+        }
+    }
+
+    /// The throttling keys of a sign-in: the client address (IPv6 by its /64) and the identity
+    /// as the store sees it (trimmed; user names and aliases are case-insensitive).
+    fn attempt_keys(&self, ip: IpAddr, form: &Form) -> Vec<String> {
+        let ip_key = match ip {
+            IpAddr::V6(v6) if v6.to_ipv4_mapped().is_none() => {
+                let s = v6.segments();
+                format!("ip:{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+            IpAddr::V6(v6) => format!("ip:{}", v6.to_ipv4_mapped().map_or(ip, IpAddr::V4)),
+            v4 => format!("ip:{v4}"),
+        };
+        let who = if form.val("kind") == "root" {
+            format!("root:{}", form.val("access_key_id").trim())
+        } else {
+            let given = form.val("account").trim().to_ascii_lowercase();
+            let account = if given.bytes().all(|b| b.is_ascii_digit()) {
+                given
+            } else {
+                self.iam
+                    .account_for_alias(&given)
+                    .ok()
+                    .flatten()
+                    .unwrap_or(given)
+            };
+            format!(
+                "user:{account}/{}",
+                form.val("username").trim().to_ascii_lowercase()
+            )
+        };
+        vec![ip_key, who]
     }
 
     async fn signin(&self, parts: &http::request::Parts, body: Body, peer: SocketAddr) -> Resp {
@@ -372,19 +420,8 @@ impl Console {
             );
             return self.signin_page(Some(&e), 403, None);
         }
-        let ip: IpAddr = peer.ip();
-        let kind = form.val("kind");
-        let who = if kind == "root" {
-            format!("root:{}", form.val("access_key_id"))
-        } else {
-            format!(
-                "user:{}/{}",
-                form.val("account").trim(),
-                form.val("username").trim()
-            )
-        };
-        let keys = [format!("ip:{ip}"), who];
-        if self.throttled(&keys) {
+        let keys = self.attempt_keys(peer.ip(), &form);
+        if !self.reserve(&keys) {
             let e = ApiError::new(
                 "Throttling",
                 429,
@@ -392,6 +429,16 @@ impl Console {
             );
             return self.signin_page(Some(&e), 429, None);
         }
+        // Password hashing is deliberately costly (argon2id, 19 MiB): a few at a time.
+        let Ok(_permit) = self.verifying.try_acquire() else {
+            self.refund(&keys);
+            let e = ApiError::new(
+                "Throttling",
+                429,
+                "Too many sign-in attempts in progress. Please try again in a moment.",
+            );
+            return self.signin_page(Some(&e), 429, None);
+        };
         let iam = self.iam.clone();
         let form2 = Form(form.0.clone());
         let started = tokio::task::spawn_blocking(move || start_session(&iam, &form2)).await;
@@ -401,6 +448,17 @@ impl Console {
         };
         match started {
             Ok(Some((creds, arn, account, is_root, expires))) => {
+                self.refund(&keys);
+                // A new sign-in in this browser ends the session it had.
+                if let Some(old) = cookie_value(&parts.headers, SESSION_COOKIE) {
+                    let prev = self
+                        .sessions
+                        .lock()
+                        .remove(&coffer_crypto::sha256_hex(old.as_bytes()));
+                    if let Some(prev) = prev {
+                        let _ = self.iam.end_session(&prev.creds.access_key_id);
+                    }
+                }
                 let token = random_token();
                 let session = Arc::new(Session {
                     creds,
@@ -427,7 +485,6 @@ impl Console {
                 r
             }
             Ok(None) => {
-                self.note_failure(&keys);
                 let e = ApiError::new(
                     "AuthFailure",
                     401,

@@ -846,6 +846,13 @@ impl App {
                     r.headers_mut().remove(header::CONTENT_LENGTH);
                     *r.body_mut() = Body::from(body);
                 }
+                // Objects are served on the console's origin: whatever a stored object holds
+                // (HTML, SVG…), a browser opening it runs no script and gets an opaque origin,
+                // so it cannot act on the console with a signed-in person's session.
+                r.headers_mut().insert(
+                    "content-security-policy",
+                    HeaderValue::from_static("sandbox"),
+                );
                 reply.finish(r)
             }
             Err(e) => {
@@ -863,7 +870,14 @@ impl App {
     ) -> Response<Body> {
         let (parts, body) = req.into_parts();
         let path = parts.uri.path();
-        if path == "/console" || path.starts_with("/console/") {
+        // Browsers do not sign requests and API clients always do: a signed request for
+        // `/console/…` is S3 path-style access to a bucket named "console".
+        let signed = parts.headers.contains_key(header::AUTHORIZATION)
+            || parts
+                .uri
+                .query()
+                .is_some_and(|q| q.contains("X-Amz-Credential=") || q.contains("X-Amz-Signature="));
+        if !signed && (path == "/console" || path.starts_with("/console/")) {
             return self
                 .console
                 .handle(parts, Body::from(body), peer, &*self)

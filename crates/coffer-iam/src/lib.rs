@@ -352,6 +352,10 @@ impl Iam {
             }
             SessionKind::Owner(owner) => {
                 let base = self.owner_principal(&sess.account, owner, access_key_id)?;
+                if sess.owner_id.as_ref().is_some_and(|id| *id != base.user_id) {
+                    // The user it was made for was deleted; this one only shares the name.
+                    return Err(CredentialError::UnknownAccessKey);
+                }
                 let (user_name, user_id) = match &base.kind {
                     PrincipalKind::User { name, id } => (Some(name.clone()), id.clone()),
                     _ => (None, base.user_id.clone()),

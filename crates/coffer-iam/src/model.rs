@@ -181,6 +181,10 @@ pub struct Session {
     pub expiration: i64,
     pub created: i64,
     pub kind: SessionKind,
+    /// The unique id of the user the session acts as (`Owner(User)`): a user deleted and made
+    /// again under the same name is another user, and the old session must not act as it.
+    #[serde(default)]
+    pub owner_id: Option<String>,
 }
 
 /// Temporary credentials of a console session.

@@ -41,6 +41,7 @@ impl Iam {
         account: &str,
         duration: i64,
         kind: SessionKind,
+        owner_id: Option<String>,
     ) -> Result<(String, Out), ServiceError> {
         let id = ids::access_key_id("ASIA");
         let secret = Zeroizing::new(ids::secret_access_key());
@@ -55,6 +56,7 @@ impl Iam {
             expiration: now + duration,
             created: now,
             kind,
+            owner_id,
         };
         self.store
             .transact(&mut |t| {
@@ -213,6 +215,7 @@ impl Iam {
                 session_policy: session_policy.clone(),
                 policy_arns,
             },
+            None,
         )?;
         let packed = session_policy
             .as_deref()
@@ -263,8 +266,13 @@ impl Iam {
                 "1 validation error detected: Value '{duration}' at 'durationSeconds' failed to satisfy constraint: Member must have value greater than or equal to 900 and less than or equal to {max}"
             )));
         }
-        let (_, creds) =
-            self.new_session(&ctx.principal.account, duration, SessionKind::Owner(owner))?;
+        let owner_id = matches!(owner, KeyOwner::User(_)).then(|| ctx.principal.user_id.clone());
+        let (_, creds) = self.new_session(
+            &ctx.principal.account,
+            duration,
+            SessionKind::Owner(owner),
+            owner_id,
+        )?;
         Ok(Some(Out::Struct(vec![("Credentials", creds)])))
     }
 
@@ -276,7 +284,16 @@ impl Iam {
         owner: KeyOwner,
         duration: i64,
     ) -> Result<ConsoleCredentials, ServiceError> {
-        let (id, out) = self.new_session(account, duration, SessionKind::Owner(owner))?;
+        let owner_id = match &owner {
+            KeyOwner::User(name) => Some(
+                get_json::<User>(&*self.store, NS_USER, &name_key(account, name))
+                    .map_err(internal)?
+                    .ok_or_else(ServiceError::internal)?
+                    .id,
+            ),
+            KeyOwner::Root => None,
+        };
+        let (id, out) = self.new_session(account, duration, SessionKind::Owner(owner), owner_id)?;
         let field = |name: &str| -> Option<String> {
             match &out {
                 Out::Struct(fields) => {
