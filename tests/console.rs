@@ -558,3 +558,116 @@ fn objects_are_sandboxed_and_a_bucket_may_be_named_console() {
     let r = s.send(Method::GET, "/console/signin", HeaderMap::new(), b"", None);
     assert!(r.body.contains("signin-iam"));
 }
+
+#[test]
+fn a_required_password_change_comes_first() {
+    let s = Server::start();
+    let root = Creds::root();
+    s.iam(&root, "CreateUser", &[("UserName", "dora")])
+        .expect_ok("CreateUser");
+    s.iam(
+        &root,
+        "CreateLoginProfile",
+        &[
+            ("UserName", "dora"),
+            ("Password", "First-passw0rd"),
+            ("PasswordResetRequired", "true"),
+        ],
+    )
+    .expect_ok("CreateLoginProfile");
+    let sign_in = |b: &mut Browser, pw: &str| {
+        b.get("/console/signin");
+        let csrf = b.csrf.clone();
+        b.post(
+            "/console/signin",
+            &[
+                ("kind", "iam"),
+                ("account", ACCOUNT),
+                ("username", "dora"),
+                ("password", pw),
+                ("csrf", &csrf),
+            ],
+        )
+    };
+    let mut b = Browser::new(&s);
+    assert_eq!(sign_in(&mut b, "First-passw0rd").status, 303);
+    let r = b.get("/console/s3");
+    assert_eq!(r.status, 303);
+    assert_eq!(r.header("location"), Some("/console/change-password"));
+    let r = b.get("/console/change-password");
+    assert!(r.body.contains("password-reset-notice"));
+    let change = |b: &mut Browser, old: &str, new: &str, confirm: &str| {
+        let csrf = b.csrf.clone();
+        b.post(
+            "/console/change-password",
+            &[
+                ("old_password", old),
+                ("new_password", new),
+                ("confirm_password", confirm),
+                ("csrf", &csrf),
+            ],
+        )
+    };
+    // Without iam:ChangePassword the API refuses, as AWS does.
+    let r = change(
+        &mut b,
+        "First-passw0rd",
+        "Second-passw0rd",
+        "Second-passw0rd",
+    );
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert!(
+        error_text(&r.body).starts_with("AccessDenied"),
+        "{}",
+        r.body
+    );
+    s.iam(
+        &root,
+        "AttachUserPolicy",
+        &[
+            ("UserName", "dora"),
+            ("PolicyArn", "arn:aws:iam::aws:policy/IAMUserChangePassword"),
+        ],
+    )
+    .expect_ok("AttachUserPolicy");
+    let r = change(
+        &mut b,
+        "First-passw0rd",
+        "Second-passw0rd",
+        "Other-passw0rd",
+    );
+    assert!(error_text(&r.body).starts_with("PasswordMismatch"));
+    let r = change(
+        &mut b,
+        "wrong-password",
+        "Second-passw0rd",
+        "Second-passw0rd",
+    );
+    assert_eq!(
+        error_text(&r.body),
+        "InvalidUserType: The old password is incorrect."
+    );
+    let r = change(
+        &mut b,
+        "First-passw0rd",
+        "Second-passw0rd",
+        "Second-passw0rd",
+    );
+    assert_eq!(r.status, 303, "{}", r.body);
+    // The rest of the console is open now (and says what dora may not do).
+    assert_eq!(b.get("/console/s3").status, 403);
+    let r = s.iam(&root, "GetLoginProfile", &[("UserName", "dora")]);
+    assert_eq!(r.xml("PasswordResetRequired").as_deref(), Some("false"));
+    let mut again = Browser::new(&s);
+    assert_eq!(sign_in(&mut again, "First-passw0rd").status, 401);
+    assert_eq!(sign_in(&mut again, "Second-passw0rd").status, 303);
+    assert_eq!(again.get("/console/s3").status, 403);
+    // Root has no IAM user password to change.
+    let r = s.iam(
+        &root,
+        "ChangePassword",
+        &[("OldPassword", "x"), ("NewPassword", "Another-passw0rd")],
+    );
+    assert_eq!(r.status, 400);
+    assert_eq!(r.xml("Code").as_deref(), Some("InvalidUserType"));
+}

@@ -36,6 +36,8 @@ pub async fn post(ctx: &Ctx<'_>, rest: &[&str], f: &Form) -> Resp {
 
 // ---------- shared helpers ----------
 
+const CHANGE_PASSWORD_POLICY: &str = "arn:aws:iam::aws:policy/IAMUserChangePassword";
+
 /// Users or groups: the two kinds of IAM entity these pages manage policies for.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -468,6 +470,10 @@ async fn create_user_form(ctx: &Ctx<'_>, err: Option<&ApiError>, f: &Form) -> Re
                 input #new-password name="password" type="password" autocomplete="new-password";
                 p.hint { "Used only when console access is chosen. The user signs in with account "
                     (ctx.session.account) ", their user name and this password." }
+                label.check for="password-reset-required" {
+                    input #password-reset-required type="checkbox" name="password_reset" value="on" checked[f.checked("password_reset")];
+                    "User must create a new password at next sign-in (attaches IAMUserChangePassword)"
+                }
                 label.check for="create-access-key" {
                     input #create-access-key type="checkbox" name="access_key" value="on" checked[f.checked("access_key")];
                     "Create an access key (for the CLI and SDKs; the secret is shown once)"
@@ -568,6 +574,12 @@ async fn create_user(ctx: &Ctx<'_>, f: &Form) -> Resp {
     }
     let mut steps = vec![format!("Created user {name}.")];
     let mut key: Option<(String, String)> = None;
+    let reset = console && f.checked("password_reset");
+    let mut policies = f.all("policy");
+    // As the AWS console does: a user who must change their password may do so.
+    if reset && !policies.contains(&CHANGE_PASSWORD_POLICY) {
+        policies.push(CHANGE_PASSWORD_POLICY);
+    }
     let result: ApiResult<()> = async {
         if console {
             ctx.api
@@ -576,13 +588,16 @@ async fn create_user(ctx: &Ctx<'_>, f: &Form) -> Resp {
                     &[
                         ("UserName", &name),
                         ("Password", password),
-                        ("PasswordResetRequired", "false"),
+                        (
+                            "PasswordResetRequired",
+                            if reset { "true" } else { "false" },
+                        ),
                     ],
                 )
                 .await?;
             steps.push("Set the console password.".into());
         }
-        for arn in f.all("policy") {
+        for arn in policies {
             ctx.api
                 .iam(
                     "AttachUserPolicy",

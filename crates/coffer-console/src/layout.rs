@@ -34,6 +34,9 @@ pub fn page(
                         }
                         div.who {
                             span #whoami title="Signed in as" { (s.arn) }
+                            @if !s.is_root {
+                                a #change-password-link href="/console/change-password" { "Change password" }
+                            }
                             form #signout method="post" action="/console/signout" {
                                 (csrf(s))
                                 button #signout-button type="submit" { "Sign out" }

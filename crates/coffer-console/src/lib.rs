@@ -61,6 +61,8 @@ pub struct Session {
     pub is_root: bool,
     /// A message for the next page shown (after a redirect).
     pub flash: Mutex<Option<String>>,
+    /// The user must set a new password before anything else (login profile reset required).
+    pub must_change_password: std::sync::atomic::AtomicBool,
 }
 
 pub struct Console {
@@ -284,6 +286,12 @@ impl Console {
         };
         // Uploads are streamed: their CSRF token comes in a header, the body is the file.
         if parts.method == Method::PUT {
+            if session
+                .must_change_password
+                .load(std::sync::atomic::Ordering::Acquire)
+            {
+                return redirect("/console/change-password");
+            }
             let token = parts
                 .headers
                 .get("x-csrf-token")
@@ -314,9 +322,16 @@ impl Console {
         } else {
             None
         };
+        let must_change = session
+            .must_change_password
+            .load(std::sync::atomic::Ordering::Acquire);
         match (form, seg.as_slice()) {
-            (None, []) => redirect("/console/kms"),
             (Some(_), ["signout"]) => self.signout(&parts.headers, &session),
+            (None, ["change-password"]) => change_password_page(&ctx, None),
+            (Some(f), ["change-password"]) => change_password(&ctx, &f).await,
+            // A required password change comes before anything else.
+            _ if must_change => redirect("/console/change-password"),
+            (None, []) => redirect("/console/kms"),
             (None, ["kms", rest @ ..]) => kms::get(&ctx, rest).await,
             (Some(f), ["kms", rest @ ..]) => kms::post(&ctx, rest, &f).await,
             (None, ["s3", rest @ ..]) => s3::get(&ctx, rest).await,
@@ -447,7 +462,7 @@ impl Console {
             Err(_) => Err(ApiError::new("InternalFailure", 500, "Sign-in failed.")),
         };
         match started {
-            Ok(Some((creds, arn, account, is_root, expires))) => {
+            Ok(Some((creds, arn, account, is_root, expires, reset))) => {
                 self.refund(&keys);
                 // A new sign-in in this browser ends the session it had.
                 if let Some(old) = cookie_value(&parts.headers, SESSION_COOKIE) {
@@ -468,6 +483,7 @@ impl Console {
                     account,
                     is_root,
                     flash: Mutex::new(None),
+                    must_change_password: std::sync::atomic::AtomicBool::new(reset),
                 });
                 {
                     let mut sessions = self.sessions.lock();
@@ -513,7 +529,7 @@ impl Console {
     }
 }
 
-type Started = (Creds, String, String, bool, i64);
+type Started = (Creds, String, String, bool, i64, bool);
 
 /// Checks sign-in credentials and makes the session's temporary credentials.
 fn start_session(iam: &Iam, form: &Form) -> Result<Option<Started>, ApiError> {
@@ -559,12 +575,19 @@ fn start_session(iam: &Iam, form: &Form) -> Result<Option<Started>, ApiError> {
         secret: coffer_sigv4::Secret::new(c.secret.to_string()),
         token: c.token,
     };
+    let reset = match &owner {
+        KeyOwner::User(name) => iam
+            .password_reset_required(&account, name)
+            .map_err(internal)?,
+        KeyOwner::Root => false,
+    };
     Ok(Some((
         creds,
         arn,
         account,
         owner == KeyOwner::Root,
         now_unix() + SESSION_SECONDS,
+        reset,
     )))
 }
 
@@ -607,4 +630,60 @@ pub fn error_page(ctx: &Ctx<'_>, title: &str, e: &ApiError) -> Resp {
 pub fn done(ctx: &Ctx<'_>, to: &str, msg: impl Into<String>) -> Resp {
     ctx.flash(msg);
     redirect(to)
+}
+
+fn change_password_page(ctx: &Ctx<'_>, err: Option<&ApiError>) -> Resp {
+    let required = ctx
+        .session
+        .must_change_password
+        .load(std::sync::atomic::Ordering::Acquire);
+    let body = html! {
+        @if required {
+            p #password-reset-notice { "Your administrator requires you to set a new password before you continue." }
+        }
+        form #change-password-form method="post" action="/console/change-password" {
+            (layout::csrf(ctx.session))
+            label for="old-password" { "Current password" }
+            input #old-password name="old_password" type="password" autocomplete="current-password" required;
+            label for="new-password-1" { "New password" }
+            input #new-password-1 name="new_password" type="password" autocomplete="new-password" required;
+            label for="new-password-2" { "Confirm new password" }
+            input #new-password-2 name="confirm_password" type="password" autocomplete="new-password" required;
+            button #change-password-button type="submit" { "Change password" }
+        }
+    };
+    match err {
+        Some(e) => html_response(e.status, ctx.page_err("Change password", e, body)),
+        None => html_response(200, ctx.page("Change password", body)),
+    }
+}
+
+async fn change_password(ctx: &Ctx<'_>, f: &Form) -> Resp {
+    if f.val("new_password") != f.val("confirm_password") {
+        let e = ApiError::new(
+            "PasswordMismatch",
+            400,
+            "The new password and its confirmation do not match.",
+        );
+        return change_password_page(ctx, Some(&e));
+    }
+    let r = ctx
+        .api
+        .iam(
+            "ChangePassword",
+            &[
+                ("OldPassword", f.val("old_password")),
+                ("NewPassword", f.val("new_password")),
+            ],
+        )
+        .await;
+    match r {
+        Ok(_) => {
+            ctx.session
+                .must_change_password
+                .store(false, std::sync::atomic::Ordering::Release);
+            done(ctx, "/console/kms", "Your password was changed.")
+        }
+        Err(e) => change_password_page(ctx, Some(&e)),
+    }
 }

@@ -468,6 +468,18 @@ impl Iam {
         get_json(&*self.store, NS_ACCOUNT_ALIAS, &format!("alias/{alias}")).map_err(internal)
     }
 
+    /// Whether IAM user `user_name` must set a new console password before anything else.
+    pub fn password_reset_required(
+        &self,
+        account: &str,
+        user_name: &str,
+    ) -> Result<bool, ServiceError> {
+        let u: Option<User> =
+            get_json(&*self.store, NS_USER, &name_key(account, user_name)).map_err(internal)?;
+        Ok(u.and_then(|u| u.login_profile)
+            .is_some_and(|lp| lp.reset_required))
+    }
+
     /// The ARN of IAM user `user_name`, if it exists.
     pub fn user_arn(&self, account: &str, user_name: &str) -> Result<Option<String>, ServiceError> {
         let u: Option<User> =

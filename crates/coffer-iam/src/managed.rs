@@ -76,6 +76,15 @@ pub const AWS_MANAGED: &[AwsManagedPolicy] = &[
         document: r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["iam:GenerateCredentialReport","iam:GenerateServiceLastAccessedDetails","iam:Get*","iam:List*","iam:SimulateCustomPolicy","iam:SimulatePrincipalPolicy"],"Resource":"*"}]}"#,
     },
     AwsManagedPolicy {
+        name: "IAMUserChangePassword",
+        id: "ANPAJ4L4MM2A7QIEB56MS",
+        version: "v2",
+        description: "Provides the ability for an IAM user to change their own password.",
+        created: 1479169516,
+        updated: 1479251935,
+        document: r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["iam:ChangePassword"],"Resource":["arn:aws:iam::*:user/${aws:username}"]},{"Effect":"Allow","Action":["iam:GetAccountPasswordPolicy"],"Resource":"*"}]}"#,
+    },
+    AwsManagedPolicy {
         name: "AWSKeyManagementServicePowerUser",
         id: "ANPAJNPP7PPPPMJRV2SA4",
         version: "v2",

@@ -603,6 +603,7 @@ impl Iam {
             "UpdateAccessKey" => self.update_access_key(ctx, a, p),
             "DeleteAccessKey" => self.delete_access_key(ctx, a, p),
             "GetAccessKeyLastUsed" => self.access_key_last_used(ctx, a, p),
+            "ChangePassword" => self.change_password(ctx, a, p),
             "CreateLoginProfile" => self.login_profile(ctx, a, p, "create"),
             "GetLoginProfile" => self.login_profile(ctx, a, p, "get"),
             "UpdateLoginProfile" => self.login_profile(ctx, a, p, "update"),
@@ -1277,6 +1278,54 @@ impl Iam {
             )]))),
             _ => Ok(None),
         }
+    }
+
+    /// ChangePassword: an IAM user changes its own console password (clearing a required reset).
+    fn change_password(&self, ctx: &RequestContext, a: &str, p: &Params) -> R {
+        let old = Zeroizing::new(p.req("OldPassword")?.to_string());
+        let new = Zeroizing::new(p.req("NewPassword")?.to_string());
+        let name = match &ctx.principal.kind {
+            coffer_core::PrincipalKind::User { name, .. } => name.clone(),
+            coffer_core::PrincipalKind::UserSession {
+                user_name: Some(n), ..
+            } => n.clone(),
+            _ => {
+                return Err(ServiceError::new(
+                    "InvalidUserType",
+                    400,
+                    "Only IAM users can change their password with this operation.",
+                ));
+            }
+        };
+        self.authorize(ctx, "iam:ChangePassword", &ctx.principal.arn)?;
+        let u: User = self.load(Entity::User, a, &name)?;
+        let Some(lp) = &u.login_profile else {
+            return Err(no_such(format!(
+                "Login Profile for User {} cannot be found.",
+                u.name
+            )));
+        };
+        if !verify_password(Some(&lp.hash), &old) {
+            return Err(ServiceError::new(
+                "InvalidUserType",
+                400,
+                "The old password is incorrect.",
+            ));
+        }
+        check_password_policy(&new)?;
+        let hash = hash_password(&new)?;
+        tx(self, |t| {
+            let key = name_key(a, &name);
+            let mut u: User =
+                get(t, NS_USER, &key)?.ok_or_else(|| Entity::User.not_found(&name))?;
+            let lp = u.login_profile.as_mut().ok_or_else(|| {
+                no_such(format!("Login Profile for User {name} cannot be found."))
+            })?;
+            lp.hash = hash.clone();
+            lp.reset_required = false;
+            put(t, NS_USER, &key, &u)
+        })?;
+        Ok(None)
     }
 
     // ---------- managed policies ----------
