@@ -588,7 +588,13 @@ async fn fetch(ctx: &Ctx<'_>, bucket: &str, inline: bool) -> Resp {
         .await
     {
         Ok(r) => r,
-        Err(e) => return error_page(ctx, &key, &e),
+        Err(e) => {
+            let back = html! {
+                p { a #back-to-object href=(object_url(bucket, "object", &key)) { "← Object properties" } }
+            };
+            let status = if e.status >= 400 { e.status } else { 500 };
+            return html_response(status, ctx.page_err(&key, &e, back));
+        }
     };
     let (parts, body) = resp.into_parts();
     let mut r = Response::new(body);
