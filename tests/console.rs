@@ -91,6 +91,21 @@ impl<'a> Browser<'a> {
             ],
         )
     }
+
+    fn sign_in_iam(&mut self, account: &str, user: &str, password: &str) -> Resp {
+        self.get("/console/signin");
+        let csrf = self.csrf.clone();
+        self.post(
+            "/console/signin",
+            &[
+                ("kind", "iam"),
+                ("account", account),
+                ("username", user),
+                ("password", password),
+                ("csrf", &csrf),
+            ],
+        )
+    }
 }
 
 fn error_text(body: &str) -> String {
@@ -218,18 +233,7 @@ fn failed_sign_ins_are_rate_limited() {
     let s = Server::start();
     let mut b = Browser::new(&s);
     for _ in 0..5 {
-        b.get("/console/signin");
-        let csrf = b.csrf.clone();
-        let r = b.post(
-            "/console/signin",
-            &[
-                ("kind", "iam"),
-                ("account", ACCOUNT),
-                ("username", "nobody"),
-                ("password", "guess"),
-                ("csrf", &csrf),
-            ],
-        );
+        let r = b.sign_in_iam(ACCOUNT, "nobody", "guess");
         assert_eq!(r.status, 401);
     }
     // Even the right credentials are refused for a while now (same client address).
@@ -302,18 +306,7 @@ fn console_actions_are_the_signed_in_users() {
     );
     assert_eq!(r.status, 400);
     let mut b = Browser::new(&s);
-    b.get("/console/signin");
-    let csrf = b.csrf.clone();
-    let r = b.post(
-        "/console/signin",
-        &[
-            ("kind", "iam"),
-            ("account", "coffer-console-test"),
-            ("username", "reader"),
-            ("password", "Reader-passw0rd!"),
-            ("csrf", &csrf),
-        ],
-    );
+    let r = b.sign_in_iam("coffer-console-test", "reader", "Reader-passw0rd!");
     assert_eq!(r.status, 303, "{}", r.body);
     // S3 rights: the object's properties are visible, and show the key.
     let r = b.get("/console/s3/object/enc-bkt?key=secret.txt");
@@ -502,18 +495,7 @@ fn a_session_does_not_outlive_its_user() {
     };
     mk(false);
     let mut b = Browser::new(&s);
-    b.get("/console/signin");
-    let csrf = b.csrf.clone();
-    let r = b.post(
-        "/console/signin",
-        &[
-            ("kind", "iam"),
-            ("account", ACCOUNT),
-            ("username", "carol"),
-            ("password", "Carol-passw0rd!"),
-            ("csrf", &csrf),
-        ],
-    );
+    let r = b.sign_in_iam(ACCOUNT, "carol", "Carol-passw0rd!");
     assert_eq!(r.status, 303);
     assert_eq!(b.get("/console/iam/users").status, 403);
     // carol is deleted, and another carol, an administrator, is made.
@@ -575,20 +557,7 @@ fn a_required_password_change_comes_first() {
         ],
     )
     .expect_ok("CreateLoginProfile");
-    let sign_in = |b: &mut Browser, pw: &str| {
-        b.get("/console/signin");
-        let csrf = b.csrf.clone();
-        b.post(
-            "/console/signin",
-            &[
-                ("kind", "iam"),
-                ("account", ACCOUNT),
-                ("username", "dora"),
-                ("password", pw),
-                ("csrf", &csrf),
-            ],
-        )
-    };
+    let sign_in = |b: &mut Browser, pw: &str| b.sign_in_iam(ACCOUNT, "dora", pw);
     let mut b = Browser::new(&s);
     assert_eq!(sign_in(&mut b, "First-passw0rd").status, 303);
     let r = b.get("/console/s3");
