@@ -24,6 +24,7 @@ pub mod model;
 mod multipart;
 mod objects;
 mod tagging;
+mod versions;
 
 use coffer_core::{Clock, DataKeyProvider, Principal, RequestContext, ServiceError};
 use coffer_crypto::RootKey;
@@ -93,17 +94,29 @@ impl CofferS3 {
         }))
     }
 
-    /// Removes blobs that no object names (interrupted uploads): run at start.
+    /// Removes blobs that no object version and no upload part names (interrupted uploads,
+    /// crashes between a commit and a blob deletion): run at start. The store is read in pages;
+    /// only the blob ids are kept.
     pub fn sweep_orphans(&self) -> Result<usize, ServiceError> {
-        let rows: Vec<(String, Object)> =
-            scan_json(&*self.0.store, NS_OBJECT, "", None, usize::MAX).map_err(internal)?;
+        let mut live = std::collections::HashSet::<String>::new();
+        for ns in [NS_OBJECT, model::NS_VERSION] {
+            let mut after: Option<String> = None;
+            loop {
+                let rows: Vec<(String, Object)> =
+                    scan_json(&*self.0.store, ns, "", after.as_deref(), 500).map_err(internal)?;
+                let n = rows.len();
+                for (row, o) in rows {
+                    live.extend(o.blobs().into_iter().map(|b| b.blob_id));
+                    after = Some(row);
+                }
+                if n < 500 {
+                    break;
+                }
+            }
+        }
         let parts: Vec<(String, model::Part)> =
             scan_json(&*self.0.store, model::NS_PART, "", None, usize::MAX).map_err(internal)?;
-        let live: std::collections::HashSet<String> = rows
-            .into_iter()
-            .flat_map(|(_, o)| o.blobs().into_iter().map(|b| b.blob_id))
-            .chain(parts.into_iter().map(|(_, p)| p.blob_id))
-            .collect();
+        live.extend(parts.into_iter().map(|(_, p)| p.blob_id));
         self.0
             .blobs
             .sweep(&|id| live.contains(id))
@@ -554,10 +567,16 @@ impl S3 for CofferS3 {
         let (_, b) = s.bucket_request(&req, &req.input.bucket, "s3:DeleteBucket")?;
         let name = b.name.clone();
         s.tx(|t| {
+            // Any object, version or delete marker left keeps the bucket.
+            let prefix = format!("{name}/");
             if !t
-                .scan(NS_OBJECT, &format!("{name}/"), None, 1)
+                .scan(NS_OBJECT, &prefix, None, 1)
                 .map_err(internal)?
                 .is_empty()
+                || !t
+                    .scan(model::NS_VERSION, &prefix, None, 1)
+                    .map_err(internal)?
+                    .is_empty()
             {
                 return Err(ServiceError::new(
                     "BucketNotEmpty",
@@ -795,21 +814,23 @@ impl S3 for CofferS3 {
     ) -> S3Result<S3Response<PutBucketVersioningOutput>> {
         let s = &self.0;
         let (_, b) = s.bucket_request(&req, &req.input.bucket, "s3:PutBucketVersioning")?;
-        let status = req
-            .input
-            .versioning_configuration
-            .status
-            .as_ref()
-            .map(|v| v.as_str().to_string());
+        let conf = &req.input.versioning_configuration;
+        if req.input.mfa.is_some()
+            || conf
+                .mfa_delete
+                .as_ref()
+                .is_some_and(|m| m.as_str() == "Enabled")
+        {
+            return Err(s3_error!(
+                NotImplemented,
+                "MFA Delete is not supported by Coffer yet."
+            ));
+        }
+        let status = conf.status.as_ref().map(|v| v.as_str().to_string());
         match status.as_deref() {
-            // Suspended is what an unversioned bucket does: objects keep the single "null" version.
-            Some("Suspended") => {}
-            Some("Enabled") => {
-                return Err(s3_error!(
-                    NotImplemented,
-                    "Object versioning is not supported by Coffer yet."
-                ));
-            }
+            // Once Enabled or Suspended, a bucket never returns to unversioned (there is no
+            // status for it).
+            Some("Suspended") | Some("Enabled") => {}
             _ => {
                 return Err(s3_error!(
                     MalformedXML,
@@ -819,6 +840,13 @@ impl S3 for CofferS3 {
         }
         s.update_bucket(&b.name, |b| b.versioning = status.clone())?;
         Ok(S3Response::new(PutBucketVersioningOutput {}))
+    }
+
+    async fn list_object_versions(
+        &self,
+        req: S3Request<ListObjectVersionsInput>,
+    ) -> S3Result<S3Response<ListObjectVersionsOutput>> {
+        versions::list_object_versions(&self.0, req).await
     }
 
     async fn put_object_tagging(

@@ -8,6 +8,10 @@ pub const NS_OBJECT: &str = "s3.object";
 pub const NS_UPLOAD: &str = "s3.upload";
 /// Uploaded parts: `upload-id/part-number (5 digits)`.
 pub const NS_PART: &str = "s3.part";
+/// Noncurrent object versions and delete markers of versioned buckets:
+/// `bucket/key` NUL `16 hex digits of (u64::MAX - seq)` (newest first within a key). The current
+/// version of every key stays in `NS_OBJECT`.
+pub const NS_VERSION: &str = "s3.version";
 
 /// A bucket's default encryption, as configured (the KMS key identifier as given).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
@@ -34,8 +38,8 @@ pub struct Bucket {
     /// one per KMS key identifier and encryption context; objects derive their keys from them.
     #[serde(default)]
     pub bucket_keys: Vec<BucketKey>,
-    /// `Suspended` once set so; `None` when versioning was never configured. (Enabling versioning
-    /// is not supported yet.)
+    /// `Enabled` or `Suspended` once configured; `None` when versioning was never configured
+    /// (then objects are replaced in place and carry no version id).
     #[serde(default)]
     pub versioning: Option<String>,
 }
@@ -125,6 +129,17 @@ pub struct Object {
     pub inline: Option<String>,
     #[serde(default)]
     pub tags: Vec<(String, String)>,
+    /// The version id in a versioned bucket; `None` is the `null` version (and every object of
+    /// a bucket whose versioning was never configured).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version_id: Option<String>,
+    /// Order of the versions of a key (larger is newer; microseconds, kept strictly increasing
+    /// per key). `None` for objects written while the bucket was unversioned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq: Option<u64>,
+    /// A delete marker: no body, no blobs.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub delete_marker: bool,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug)]
@@ -136,7 +151,7 @@ pub struct PartBlob {
 impl Object {
     /// The blob files holding the body, in order, with their plaintext sizes (none when inline).
     pub fn blobs(&self) -> Vec<PartBlob> {
-        if self.inline.is_some() {
+        if self.inline.is_some() || self.delete_marker {
             vec![]
         } else if self.parts.is_empty() {
             vec![PartBlob {
@@ -145,6 +160,48 @@ impl Object {
             }]
         } else {
             self.parts.clone()
+        }
+    }
+
+    /// The ordering of this version among its key's versions (objects written unversioned get
+    /// their modification time).
+    pub fn order(&self) -> u64 {
+        self.seq
+            .unwrap_or_else(|| (self.last_modified.max(0) as u64).saturating_mul(1_000_000))
+    }
+
+    /// The version id as S3 reports it (`null` for the null version).
+    pub fn version_label(&self) -> &str {
+        self.version_id.as_deref().unwrap_or("null")
+    }
+
+    /// A delete marker for `key` made at `now`.
+    pub fn new_delete_marker(key: &str, now: i64) -> Object {
+        Object {
+            key: key.to_string(),
+            size: 0,
+            etag: String::new(),
+            last_modified: now,
+            blob_id: String::new(),
+            segment_size: 0,
+            sse: Sse::S3 {
+                wrapped_key: String::new(),
+                aad_id: None,
+            },
+            content_type: None,
+            content_encoding: None,
+            content_disposition: None,
+            content_language: None,
+            cache_control: None,
+            metadata: vec![],
+            checksums: vec![],
+            checksum_type: None,
+            parts: vec![],
+            inline: None,
+            tags: vec![],
+            version_id: None,
+            seq: None,
+            delete_marker: true,
         }
     }
 }
@@ -200,4 +257,15 @@ pub fn part_key(upload_id: &str, number: i32) -> String {
 
 pub fn object_key(bucket: &str, key: &str) -> String {
     format!("{bucket}/{key}")
+}
+
+/// The `NS_VERSION` row of a noncurrent version of `key` with order `seq`.
+pub fn version_row(bucket: &str, key: &str, seq: u64) -> String {
+    format!("{bucket}/{key}\u{0}{:016x}", u64::MAX - seq)
+}
+
+/// The prefix of every `NS_VERSION` row of `key` (rows of keys that extend `key` with a NUL
+/// share it: callers compare the record's key).
+pub fn version_rows_prefix(bucket: &str, key: &str) -> String {
+    format!("{bucket}/{key}\u{0}")
 }

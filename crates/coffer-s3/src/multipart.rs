@@ -1,13 +1,11 @@
 //! Multipart uploads: every part is its own encrypted blob under the upload's data key;
 //! CompleteMultipartUpload makes an object of the chosen parts, atomically.
 
-use crate::model::{
-    NS_OBJECT, NS_PART, NS_UPLOAD, Object, Part, PartBlob, Upload, object_key, part_key, upload_key,
-};
+use crate::model::{NS_PART, NS_UPLOAD, Object, Part, PartBlob, Upload, part_key, upload_key};
 use crate::objects::{
     BodyIn, CHECKSUM_ALGS, CustomerKey, Ingested, SseChoice, SseRequest, check_conditions,
-    choose_sse, customer_key, ingest, new_data_key, open_data_key, readable, set_sse_c_out,
-    set_sse_out, stream_plaintext,
+    choose_sse, customer_key, ingest, new_data_key, open_data_key, set_sse_c_out, set_sse_out,
+    stream_plaintext,
 };
 use crate::{Inner, internal, principal_owner, s3e, timestamp};
 use coffer_core::ServiceError;
@@ -427,12 +425,6 @@ pub(crate) async fn upload_part_copy(
             "Copying from an access point is not supported by Coffer yet."
         ));
     };
-    if version_id.is_some() {
-        return Err(s3_error!(
-            NotImplemented,
-            "Versioned copy sources are not supported by Coffer yet."
-        ));
-    }
     s.authorize(
         &ctx,
         "s3:PutObject",
@@ -442,7 +434,7 @@ pub(crate) async fn upload_part_copy(
     )?;
     let up = load_upload(s, &bucket.name, &i.upload_id, &i.key)?;
     let sb = s.bucket(src_bucket)?;
-    let src = readable(s, &ctx, &sb, src_key)?;
+    let src = crate::objects::copy_source(s, &ctx, &sb, src_key, version_id.as_deref())?;
     check_conditions(
         &src,
         i.copy_source_if_match.as_ref(),
@@ -526,6 +518,7 @@ pub(crate) async fn upload_part_copy(
     set_checksums!(result, &checksums);
     let mut out = UploadPartCopyOutput {
         copy_part_result: Some(result),
+        copy_source_version_id: crate::versions::reported_version(&sb, &src),
         ..Default::default()
     };
     set_sse_out(
@@ -708,6 +701,9 @@ pub(crate) async fn complete(
             .collect(),
         tags: up.tags.clone(),
         inline: None,
+        version_id: None,
+        seq: None,
+        delete_marker: false,
     };
     let keep: std::collections::HashSet<&str> = chosen.iter().map(|p| p.blob_id.as_str()).collect();
     let unused: Vec<String> = stored
@@ -715,27 +711,27 @@ pub(crate) async fn complete(
         .filter(|p| !keep.contains(p.blob_id.as_str()))
         .map(|p| p.blob_id.clone())
         .collect();
-    let row = object_key(&bucket.name, &key);
     let uk = upload_key(&up.bucket, &up.id, &up.key);
     let part_keys: Vec<String> = stored.iter().map(|p| part_key(&up.id, p.number)).collect();
-    let mut replaced: Option<Vec<PartBlob>> = None;
+    let mut replaced: Vec<String> = vec![];
+    let mut obj = obj;
+    let mut version_id = None;
+    let now_us = crate::versions::now_micros(s);
     s.tx(|t| {
         if t.get(NS_UPLOAD, &uk).map_err(internal)?.is_none() {
             return Err(ServiceError::new("NoSuchUpload", 404, "The specified upload does not exist. The upload ID may be invalid, or the upload may have been aborted or completed."));
         }
-        replaced = get_json::<Object>(t, NS_OBJECT, &row).map_err(internal)?.map(|o| o.blobs());
-        put_json(t, NS_OBJECT, &row, &obj).map_err(internal)?;
+        let versioning = crate::versions::versioning_in(t, &bucket.name)?;
+        replaced = crate::versions::place_current(t, &bucket.name, versioning.as_deref(), &mut obj, now_us)?;
+        version_id = (versioning.as_deref() == Some(crate::versions::ENABLED))
+            .then(|| obj.version_label().to_string());
         t.delete(NS_UPLOAD, &uk).map_err(internal)?;
         for k in &part_keys {
             t.delete(NS_PART, k).map_err(internal)?;
         }
         Ok(())
     })?;
-    for b in unused
-        .iter()
-        .cloned()
-        .chain(replaced.into_iter().flatten().map(|b| b.blob_id))
-    {
+    for b in unused.iter().cloned().chain(replaced) {
         let _ = s.blobs.delete(&b);
     }
     let mut out = CompleteMultipartUploadOutput {
@@ -743,6 +739,7 @@ pub(crate) async fn complete(
         key: Some(key.clone()),
         location: Some(format!("/{}/{}", bucket.name, key)),
         e_tag: Some(ETag::Strong(etag.trim_matches('"').to_string())),
+        version_id,
         ..Default::default()
     };
     set_sse_out(

@@ -1,14 +1,17 @@
 //! Object operations: streamed, segment-encrypted PUT; ranged, streamed GET; HEAD; DELETE;
 //! listings.
 
-use crate::model::{Bucket, NS_BUCKET, NS_OBJECT, Object, Sse, object_key};
+use crate::model::{Bucket, NS_OBJECT, Object, Sse, object_key};
+use crate::versions::{
+    self, ENABLED, VersionSel, marker_error, no_such_version, parse_version_id, reported_version,
+};
 use crate::{Inner, access_denied, decode_token, encode_token, internal, s3e, timestamp};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use bytes::Bytes;
 use coffer_core::{RequestContext, ServiceError};
 use coffer_crypto::segment::{self, Decryptor, Encryptor, Layout};
-use coffer_store::{get_json, put_json, scan_json};
+use coffer_store::{get_json, scan_json};
 use futures::StreamExt;
 use s3s::crypto::Checksum as _;
 use s3s::dto::*;
@@ -529,6 +532,7 @@ pub(crate) async fn post_object(
         "x-amz-server-side-encryption-customer-key-md5",
         out.sse_customer_key_md5.clone(),
     );
+    set("x-amz-version-id", out.version_id.clone());
     set(
         "location",
         host.filter(|_| !redirect).map(|h| {
@@ -762,10 +766,14 @@ async fn put_object_as(
         parts: vec![],
         inline: inline.map(|c| B64.encode(c)),
         tags,
+        version_id: None,
+        seq: None,
+        delete_marker: false,
     };
-    commit_object(s, &bucket.name, &obj)?;
+    let version_id = commit_object(s, &bucket.name, obj)?;
     let mut o = PutObjectOutput {
         e_tag: Some(ETag::Strong(etag.trim_matches('"').to_string())),
+        version_id,
         ..Default::default()
     };
     set_sse_out(
@@ -804,23 +812,21 @@ pub(crate) fn quoted_etag(etag: &[u8; 16]) -> String {
     format!("\"{}\"", hex::encode(etag))
 }
 
-/// Makes `obj` (whose blob is durable) the bucket's object under its key, atomically; the blobs
-/// of the object it replaces are deleted after the commit. On failure the new blob is deleted.
-fn commit_object(s: &Inner, bucket: &str, obj: &Object) -> S3Result<()> {
-    let row = object_key(bucket, &obj.key);
-    let mut replaced: Option<Vec<crate::model::PartBlob>> = None;
+/// Makes `obj` (whose blob is durable) the current version of its key, atomically: it replaces
+/// the object of an unversioned bucket (or the `null` version of a suspended one), or becomes a
+/// new version of a versioned one (`versions::place_current`). Blobs no version names any more
+/// are deleted after the commit; on failure the new blob is deleted. Returns the version id to
+/// report (`x-amz-version-id`) on a versioning-enabled bucket.
+fn commit_object(s: &Inner, bucket: &str, mut obj: Object) -> S3Result<Option<String>> {
+    let now_us = versions::now_micros(s);
+    let mut replaced: Vec<String> = vec![];
+    let mut reported = None;
     let committed = s.tx(|t| {
-        if t.get(NS_BUCKET, bucket).map_err(internal)?.is_none() {
-            return Err(ServiceError::new(
-                "NoSuchBucket",
-                404,
-                "The specified bucket does not exist",
-            ));
-        }
-        replaced = get_json::<Object>(t, NS_OBJECT, &row)
-            .map_err(internal)?
-            .map(|o| o.blobs());
-        put_json(t, NS_OBJECT, &row, obj).map_err(internal)
+        let versioning = versions::versioning_in(t, bucket)?;
+        replaced = versions::place_current(t, bucket, versioning.as_deref(), &mut obj, now_us)?;
+        reported =
+            (versioning.as_deref() == Some(ENABLED)).then(|| obj.version_label().to_string());
+        Ok(())
     });
     if let Err(e) = committed {
         for b in obj.blobs() {
@@ -828,10 +834,69 @@ fn commit_object(s: &Inner, bucket: &str, obj: &Object) -> S3Result<()> {
         }
         return Err(e);
     }
-    for old in replaced.into_iter().flatten() {
-        let _ = s.blobs.delete(&old.blob_id);
+    for old in replaced {
+        let _ = s.blobs.delete(&old);
     }
-    Ok(())
+    Ok(reported)
+}
+
+/// What deleting one key (or one version) did.
+pub(crate) struct Deleted {
+    /// The version removed, or the delete marker made.
+    pub version_id: Option<String>,
+    /// A delete marker was made, or the version removed was one.
+    pub delete_marker: bool,
+}
+
+/// Deletes `key` (`sel` = None: the object, or a new delete marker on a versioned bucket) or one
+/// version of it permanently (`sel`), in one transaction; blobs go after the commit (a crash in
+/// between leaves an orphan the start sweep removes).
+pub(crate) fn delete_one(
+    s: &Inner,
+    bucket: &str,
+    key: &str,
+    sel: Option<&VersionSel>,
+) -> S3Result<Deleted> {
+    let now_us = versions::now_micros(s);
+    let now = s.now();
+    let mut dead: Vec<String> = vec![];
+    let mut res = Deleted {
+        version_id: None,
+        delete_marker: false,
+    };
+    s.tx(|t| {
+        let versioning = versions::versioning_in(t, bucket)?;
+        match (sel, versioning.as_deref()) {
+            (Some(sel), _) => {
+                res.version_id = Some(match sel {
+                    VersionSel::Null => "null".to_string(),
+                    VersionSel::Id { id, .. } => id.clone(),
+                });
+                if let Some(o) = versions::remove_version(t, bucket, key, sel)? {
+                    res.delete_marker = o.delete_marker;
+                    dead = o.blobs().into_iter().map(|b| b.blob_id).collect();
+                }
+            }
+            (None, None) => {
+                let row = object_key(bucket, key);
+                if let Some(o) = get_json::<Object>(t, NS_OBJECT, &row).map_err(internal)? {
+                    dead = o.blobs().into_iter().map(|b| b.blob_id).collect();
+                }
+                t.delete(NS_OBJECT, &row).map_err(internal)?;
+            }
+            (None, Some(state)) => {
+                let mut m = Object::new_delete_marker(key, now);
+                dead = versions::place_current(t, bucket, Some(state), &mut m, now_us)?;
+                res.version_id = Some(m.version_label().to_string());
+                res.delete_marker = true;
+            }
+        }
+        Ok(())
+    })?;
+    for b in dead {
+        let _ = s.blobs.delete(&b);
+    }
+    Ok(res)
 }
 
 pub(crate) async fn delete_objects(
@@ -850,41 +915,44 @@ pub(crate) async fn delete_objects(
     let quiet = req.input.delete.quiet.unwrap_or(false);
     let (mut deleted, mut errors) = (vec![], vec![]);
     for id in objects {
-        if id.version_id.is_some() {
-            errors.push(s3s::dto::Error {
-                key: Some(id.key.clone()),
-                code: Some("NotImplemented".into()),
-                message: Some("Versioning is not supported by Coffer yet.".into()),
-                ..Default::default()
-            });
-            continue;
-        }
+        let sel = match id.version_id.as_deref().map(parse_version_id).transpose() {
+            Ok(sel) => sel,
+            Err(e) => {
+                errors.push(s3s::dto::Error {
+                    key: Some(id.key.clone()),
+                    version_id: id.version_id.clone(),
+                    code: Some("InvalidArgument".into()),
+                    message: e.message().map(str::to_string),
+                });
+                continue;
+            }
+        };
         let arn = Inner::object_arn(&bucket.name, &id.key);
-        if let Err(e) = s.authorize(&ctx, "s3:DeleteObject", &arn, Some(&bucket), &[]) {
+        let action = if sel.is_some() {
+            "s3:DeleteObjectVersion"
+        } else {
+            "s3:DeleteObject"
+        };
+        if let Err(e) = s.authorize(&ctx, action, &arn, Some(&bucket), &[]) {
             errors.push(s3s::dto::Error {
                 key: Some(id.key.clone()),
+                version_id: id.version_id.clone(),
                 code: Some("AccessDenied".into()),
                 message: e.message().map(str::to_string),
-                ..Default::default()
             });
             continue;
         }
-        let row = object_key(&bucket.name, &id.key);
-        let mut removed = None;
-        s.tx(|t| {
-            removed = get_json::<Object>(t, NS_OBJECT, &row)
-                .map_err(internal)?
-                .map(|o| o.blobs());
-            t.delete(NS_OBJECT, &row).map_err(internal)?;
-            Ok(())
-        })?;
-        for b in removed.into_iter().flatten() {
-            let _ = s.blobs.delete(&b.blob_id);
-        }
+        let d = delete_one(s, &bucket.name, &id.key, sel.as_ref())?;
         if !quiet {
             deleted.push(DeletedObject {
                 key: Some(id.key.clone()),
-                ..Default::default()
+                version_id: id.version_id.clone(),
+                delete_marker: d.delete_marker.then_some(true),
+                delete_marker_version_id: if d.delete_marker {
+                    d.version_id.clone()
+                } else {
+                    None
+                },
             });
         }
     }
@@ -912,14 +980,8 @@ pub(crate) async fn copy_object(
             "Copying from an access point is not supported by Coffer yet."
         ));
     };
-    if version_id.is_some() {
-        return Err(s3_error!(
-            NotImplemented,
-            "Versioning is not supported by Coffer yet."
-        ));
-    }
     let sb = s.bucket(src_bucket)?;
-    let src = readable(s, &ctx, &sb, src_key)?;
+    let src = copy_source(s, &ctx, &sb, src_key, version_id.as_deref())?;
     check_conditions(
         &src,
         i.copy_source_if_match.as_ref(),
@@ -966,6 +1028,7 @@ pub(crate) async fn copy_object(
         .is_some_and(|d| d.as_str() == "REPLACE");
     if sb.name == bucket.name
         && **src_key == *key
+        && version_id.is_none()
         && !replace
         && i.server_side_encryption.is_none()
         && i.ssekms_key_id.is_none()
@@ -1061,14 +1124,20 @@ pub(crate) async fn copy_object(
         } else {
             src.tags.clone()
         },
+        version_id: None,
+        seq: None,
+        delete_marker: false,
     };
-    commit_object(s, &bucket.name, &obj)?;
+    let last_modified = obj.last_modified;
+    let new_version = commit_object(s, &bucket.name, obj)?;
     let mut out = CopyObjectOutput {
         copy_object_result: Some(CopyObjectResult {
             e_tag: Some(ETag::Strong(etag.trim_matches('"').to_string())),
-            last_modified: Some(timestamp(obj.last_modified)),
+            last_modified: Some(timestamp(last_modified)),
             ..Default::default()
         }),
+        copy_source_version_id: reported_version(&sb, &src),
+        version_id: new_version,
         ..Default::default()
     };
     set_sse_out(
@@ -1128,30 +1197,32 @@ pub(crate) fn set_sse_c_out(
     }
 }
 
-/// Loads an object the caller may read (`s3:GetObject`).
-pub(crate) fn readable(
+/// Loads an object for `action` on it, or with a `versionId` the version it names for
+/// `version_action` (`s3:GetObjectVersion`…; a malformed id is `InvalidArgument`): authorized
+/// first (with `s3:ExistingObjectTag/*` from the object's tags). A missing key (or version) is
+/// `NoSuchKey` (`NoSuchVersion`) only for callers that may list the bucket, else
+/// `AccessDenied` (as AWS); so is a key whose current version is a delete marker (404 with
+/// `x-amz-delete-marker: true`). A delete marker named by its version id is 405.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn readable_version(
     s: &Inner,
     ctx: &RequestContext,
     bucket: &Bucket,
     key: &str,
-) -> S3Result<Object> {
-    readable_for(s, ctx, bucket, key, "s3:GetObject", &[])
-}
-
-/// Loads an object for `action` on it: authorized first (with `s3:ExistingObjectTag/*` from the
-/// object's tags); a missing key is `NoSuchKey` only for callers that may list the bucket, else
-/// `AccessDenied` (as AWS).
-pub(crate) fn readable_for(
-    s: &Inner,
-    ctx: &RequestContext,
-    bucket: &Bucket,
-    key: &str,
+    version: Option<&str>,
     action: &str,
+    version_action: &str,
     extra: &[(String, String)],
 ) -> S3Result<Object> {
     let arn = Inner::object_arn(&bucket.name, key);
-    let found = get_json::<Object>(&*s.store, NS_OBJECT, &object_key(&bucket.name, key))
-        .map_err(|e| s3e(internal(e)))?;
+    let sel = version.map(parse_version_id).transpose()?;
+    let found = match &sel {
+        None => get_json::<Object>(&*s.store, NS_OBJECT, &object_key(&bucket.name, key))
+            .map_err(|e| s3e(internal(e)))?,
+        Some(sel) => versions::find_version(&*s.store, &bucket.name, key, sel)
+            .map_err(s3e)?
+            .map(|(_, o)| o),
+    };
     let mut conds = extra.to_vec();
     if let Some(o) = &found {
         conds.extend(
@@ -1160,10 +1231,16 @@ pub(crate) fn readable_for(
                 .map(|(k, v)| (format!("s3:ExistingObjectTag/{k}"), v.clone())),
         );
     }
+    let action = if sel.is_some() {
+        version_action
+    } else {
+        action
+    };
     s.authorize(ctx, action, &arn, Some(bucket), &conds)?;
     match found {
-        Some(o) => Ok(o),
-        None => {
+        Some(o) if o.delete_marker && sel.is_some() => Err(marker_error(&o, true)),
+        Some(o) if !o.delete_marker => Ok(o),
+        found => {
             s.authorize(
                 ctx,
                 "s3:ListBucket",
@@ -1172,11 +1249,48 @@ pub(crate) fn readable_for(
                 &[],
             )
             .map_err(|_| access_denied("Access Denied"))?;
+            if let Some(marker) = found {
+                return Err(marker_error(&marker, false));
+            }
+            if sel.is_some() {
+                return Err(no_such_version());
+            }
             let mut e = s3_error!(NoSuchKey, "The specified key does not exist.");
             e.set_status_code(http::StatusCode::NOT_FOUND);
             Err(e)
         }
     }
+}
+
+/// The source of a copy (`s3:GetObject`, or `s3:GetObjectVersion` with a version id, which may
+/// not name a delete marker).
+pub(crate) fn copy_source(
+    s: &Inner,
+    ctx: &RequestContext,
+    bucket: &Bucket,
+    key: &str,
+    version: Option<&str>,
+) -> S3Result<Object> {
+    readable_version(
+        s,
+        ctx,
+        bucket,
+        key,
+        version,
+        "s3:GetObject",
+        "s3:GetObjectVersion",
+        &[],
+    )
+    .map_err(|e| {
+        if e.status_code() == Some(http::StatusCode::METHOD_NOT_ALLOWED) {
+            s3_error!(
+                InvalidRequest,
+                "The source of a copy request may not specifically refer to a delete marker by version id."
+            )
+        } else {
+            e
+        }
+    })
 }
 
 /// Conditional request headers (RFC 9110 as S3 applies them).
@@ -1554,8 +1668,17 @@ pub(crate) async fn get_object(
 ) -> S3Result<S3Response<GetObjectOutput>> {
     let ctx = s.context(&req)?;
     let bucket = s.bucket(&req.input.bucket)?;
-    let o = readable(s, &ctx, &bucket, &req.input.key)?;
     let i = &req.input;
+    let o = readable_version(
+        s,
+        &ctx,
+        &bucket,
+        &i.key,
+        i.version_id.as_deref(),
+        "s3:GetObject",
+        "s3:GetObjectVersion",
+        &[],
+    )?;
     check_conditions(
         &o,
         i.if_match.as_ref(),
@@ -1617,6 +1740,7 @@ pub(crate) async fn get_object(
         cache_control: i.response_cache_control.clone().or(o.cache_control.clone()),
         metadata: (!o.metadata.is_empty()).then(|| o.metadata.iter().cloned().collect()),
         tag_count: (!o.tags.is_empty()).then_some(o.tags.len() as i32),
+        version_id: reported_version(&bucket, &o),
         ..Default::default()
     };
     if range.is_some() {
@@ -1775,8 +1899,17 @@ pub(crate) async fn head_object(
 ) -> S3Result<S3Response<HeadObjectOutput>> {
     let ctx = s.context(&req)?;
     let bucket = s.bucket(&req.input.bucket)?;
-    let o = readable(s, &ctx, &bucket, &req.input.key)?;
     let i = &req.input;
+    let o = readable_version(
+        s,
+        &ctx,
+        &bucket,
+        &i.key,
+        i.version_id.as_deref(),
+        "s3:GetObject",
+        "s3:GetObjectVersion",
+        &[],
+    )?;
     check_conditions(
         &o,
         i.if_match.as_ref(),
@@ -1814,6 +1947,7 @@ pub(crate) async fn head_object(
         content_language: o.content_language.clone(),
         cache_control: o.cache_control.clone(),
         metadata: (!o.metadata.is_empty()).then(|| o.metadata.iter().cloned().collect()),
+        version_id: reported_version(&bucket, &o),
         ..Default::default()
     };
     set_sse_out(
@@ -1866,28 +2000,30 @@ pub(crate) async fn delete_object(
     let ctx = s.context(&req)?;
     let bucket = s.bucket(&req.input.bucket)?;
     let key = req.input.key.clone();
+    let sel = req
+        .input
+        .version_id
+        .as_deref()
+        .map(parse_version_id)
+        .transpose()?;
     s.authorize(
         &ctx,
-        "s3:DeleteObject",
+        if sel.is_some() {
+            "s3:DeleteObjectVersion"
+        } else {
+            "s3:DeleteObject"
+        },
         &Inner::object_arn(&bucket.name, &key),
         Some(&bucket),
         &[],
     )?;
-    let row = object_key(&bucket.name, &key);
-    let mut removed = None;
-    s.tx(|t| {
-        removed = get_json::<Object>(t, NS_OBJECT, &row)
-            .map_err(internal)?
-            .map(|o| o.blobs());
-        t.delete(NS_OBJECT, &row).map_err(internal)?;
-        Ok(())
-    })?;
-    // Metadata first, then the blob: a crash in between leaves an orphan the start sweep removes.
-    for b in removed.into_iter().flatten() {
-        let _ = s.blobs.delete(&b.blob_id);
-    }
+    let d = delete_one(s, &bucket.name, &key, sel.as_ref())?;
     Ok(S3Response::with_status(
-        DeleteObjectOutput::default(),
+        DeleteObjectOutput {
+            delete_marker: d.delete_marker.then_some(true),
+            version_id: d.version_id,
+            ..Default::default()
+        },
         http::StatusCode::NO_CONTENT,
     ))
 }
@@ -1929,6 +2065,10 @@ fn list(
         }
         for (row, o) in rows {
             cursor = Some(row);
+            // A key whose current version is a delete marker is not listed.
+            if o.delete_marker {
+                continue;
+            }
             let rest = &o.key[prefix.len()..];
             let common = delimiter.filter(|d| !d.is_empty()).and_then(|d| {
                 rest.find(d)
@@ -1963,7 +2103,7 @@ fn list(
 }
 
 /// `encoding-type=url`: keys as S3 encodes them (RFC 3986, `/` kept).
-fn url_encode(s: &str) -> String {
+pub(crate) fn url_encode(s: &str) -> String {
     const SET: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
         .remove(b'-')
         .remove(b'_')
@@ -1992,7 +2132,11 @@ fn to_objects(contents: &[Object], owner: Option<Owner>, url: bool) -> Vec<s3s::
         .collect()
 }
 
-fn list_conditions(prefix: &str, delimiter: Option<&str>, max: i32) -> Vec<(String, String)> {
+pub(crate) fn list_conditions(
+    prefix: &str,
+    delimiter: Option<&str>,
+    max: i32,
+) -> Vec<(String, String)> {
     let mut v = vec![
         ("s3:prefix".to_string(), prefix.to_string()),
         ("s3:max-keys".to_string(), max.to_string()),
@@ -2003,7 +2147,7 @@ fn list_conditions(prefix: &str, delimiter: Option<&str>, max: i32) -> Vec<(Stri
     v
 }
 
-fn check_max_keys(m: Option<i32>) -> S3Result<usize> {
+pub(crate) fn check_max_keys(m: Option<i32>) -> S3Result<usize> {
     match m {
         None => Ok(1000),
         Some(n) if n < 0 => Err(s3_error!(

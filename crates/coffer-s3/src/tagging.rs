@@ -1,7 +1,8 @@
 //! Object and bucket tagging.
 
-use crate::model::{NS_OBJECT, Object, object_key};
-use crate::objects::readable_for;
+use crate::model::{NS_OBJECT, NS_VERSION, Object, object_key};
+use crate::objects::readable_version;
+use crate::versions::{self, Loc, parse_version_id, reported_version};
 use crate::{Inner, internal, s3e};
 use coffer_core::ServiceError;
 use coffer_store::{get_json, put_json};
@@ -79,16 +80,40 @@ pub(crate) fn parse_tagging_header(h: &str) -> S3Result<Vec<(String, String)>> {
     check_tags(crate::url_query(h), 10)
 }
 
-fn update_object(s: &Inner, bucket: &str, key: &str, f: impl Fn(&mut Object)) -> S3Result<()> {
-    let row = object_key(bucket, key);
+/// Changes the current version of an object, or the version `version` names, in one
+/// transaction.
+fn update_object(
+    s: &Inner,
+    bucket: &str,
+    key: &str,
+    version: Option<&str>,
+    f: impl Fn(&mut Object),
+) -> S3Result<()> {
+    let sel = version.map(parse_version_id).transpose()?;
     s.tx(|t| {
-        let mut o: Object = get_json(t, NS_OBJECT, &row)
-            .map_err(internal)?
-            .ok_or_else(|| {
+        let found = match &sel {
+            None => get_json::<Object>(t, NS_OBJECT, &object_key(bucket, key))
+                .map_err(internal)?
+                .map(|o| (Loc::Current, o)),
+            Some(sel) => versions::find_version(t, bucket, key, sel)?,
+        };
+        let (loc, mut o) = found.filter(|(_, o)| !o.delete_marker).ok_or_else(|| {
+            if sel.is_some() {
+                ServiceError::new(
+                    "NoSuchVersion",
+                    404,
+                    "The specified version does not exist.",
+                )
+            } else {
                 ServiceError::new("NoSuchKey", 404, "The specified key does not exist.")
-            })?;
+            }
+        })?;
         f(&mut o);
-        put_json(t, NS_OBJECT, &row, &o).map_err(internal)
+        match loc {
+            Loc::Current => put_json(t, NS_OBJECT, &object_key(bucket, key), &o),
+            Loc::Noncurrent(row) => put_json(t, NS_VERSION, &row, &o),
+        }
+        .map_err(internal)
     })
 }
 
@@ -103,16 +128,23 @@ pub(crate) async fn put_object_tagging(
         .iter()
         .map(|(k, v)| (format!("s3:RequestObjectTag/{k}"), v.clone()))
         .collect();
-    readable_for(
+    let version = req.input.version_id.as_deref();
+    let o = readable_version(
         s,
         &ctx,
         &bucket,
         &req.input.key,
+        version,
         "s3:PutObjectTagging",
+        "s3:PutObjectVersionTagging",
         &extra,
     )?;
-    update_object(s, &bucket.name, &req.input.key, |o| o.tags = tags.clone())?;
-    Ok(S3Response::new(PutObjectTaggingOutput::default()))
+    update_object(s, &bucket.name, &req.input.key, version, |o| {
+        o.tags = tags.clone()
+    })?;
+    Ok(S3Response::new(PutObjectTaggingOutput {
+        version_id: reported_version(&bucket, &o),
+    }))
 }
 
 pub(crate) async fn get_object_tagging(
@@ -121,10 +153,19 @@ pub(crate) async fn get_object_tagging(
 ) -> S3Result<S3Response<GetObjectTaggingOutput>> {
     let ctx = s.context(&req)?;
     let bucket = s.bucket(&req.input.bucket)?;
-    let o = readable_for(s, &ctx, &bucket, &req.input.key, "s3:GetObjectTagging", &[])?;
+    let o = readable_version(
+        s,
+        &ctx,
+        &bucket,
+        &req.input.key,
+        req.input.version_id.as_deref(),
+        "s3:GetObjectTagging",
+        "s3:GetObjectVersionTagging",
+        &[],
+    )?;
     Ok(S3Response::new(GetObjectTaggingOutput {
         tag_set: to_dto(&o.tags),
-        version_id: None,
+        version_id: reported_version(&bucket, &o),
     }))
 }
 
@@ -134,17 +175,22 @@ pub(crate) async fn delete_object_tagging(
 ) -> S3Result<S3Response<DeleteObjectTaggingOutput>> {
     let ctx = s.context(&req)?;
     let bucket = s.bucket(&req.input.bucket)?;
-    readable_for(
+    let version = req.input.version_id.as_deref();
+    let o = readable_version(
         s,
         &ctx,
         &bucket,
         &req.input.key,
+        version,
         "s3:DeleteObjectTagging",
+        "s3:DeleteObjectVersionTagging",
         &[],
     )?;
-    update_object(s, &bucket.name, &req.input.key, |o| o.tags.clear())?;
+    update_object(s, &bucket.name, &req.input.key, version, |o| o.tags.clear())?;
     Ok(S3Response::with_status(
-        DeleteObjectTaggingOutput::default(),
+        DeleteObjectTaggingOutput {
+            version_id: reported_version(&bucket, &o),
+        },
         http::StatusCode::NO_CONTENT,
     ))
 }
