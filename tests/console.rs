@@ -640,3 +640,60 @@ fn a_required_password_change_comes_first() {
     assert_eq!(r.status, 400);
     assert_eq!(r.xml("Code").as_deref(), Some("InvalidUserType"));
 }
+
+#[test]
+fn versioned_buckets_from_the_console() {
+    let s = Server::start();
+    let s3 = Signing::new(&Creds::root(), "s3");
+    let mut b = Browser::new(&s);
+    assert_eq!(b.sign_in_root().status, 303);
+    b.get("/console/s3/create");
+    let csrf = b.csrf.clone();
+    let r = b.post(
+        "/console/s3/create",
+        &[
+            ("bucket", "ver-bkt"),
+            ("encryption", "AES256"),
+            ("csrf", &csrf),
+        ],
+    );
+    assert_eq!(r.status, 303, "{}", r.body);
+    let r = b.get("/console/s3/buckets/ver-bkt/properties");
+    assert!(
+        r.body
+            .contains("<span id=\"bucket-versioning-status\">Disabled</span>")
+    );
+    let csrf = b.csrf.clone();
+    let r = b.post(
+        "/console/s3/buckets/ver-bkt/versioning",
+        &[("status", "Enabled"), ("csrf", &csrf)],
+    );
+    assert_eq!(r.status, 303, "{}", r.body);
+    let r = b.get("/console/s3/buckets/ver-bkt/properties");
+    assert!(
+        r.body
+            .contains("<span id=\"bucket-versioning-status\">Enabled</span>")
+    );
+    // Two versions and a delete marker, made through the API.
+    for body in [&b"one"[..], b"two"] {
+        let r = s.send(Method::PUT, "/ver-bkt/k", HeaderMap::new(), body, Some(&s3));
+        assert_eq!(r.status, 200);
+    }
+    let r = b.get("/console/s3/object/ver-bkt?key=k");
+    assert!(r.body.contains("id=\"object-version-id\""), "{}", r.body);
+    assert_eq!(s.s3(Method::DELETE, "/ver-bkt/k", Some(&s3)).status, 204);
+    // Empty removes every version and marker, so the bucket can be deleted.
+    let csrf = b.csrf.clone();
+    let r = b.post("/console/s3/buckets/ver-bkt/empty", &[("csrf", &csrf)]);
+    assert_eq!(r.status, 303, "{}", r.body);
+    let r = s.s3(Method::GET, "/ver-bkt?versions", Some(&s3));
+    assert!(
+        !r.body.contains("<Version>") && !r.body.contains("<DeleteMarker>"),
+        "{}",
+        r.body
+    );
+    let csrf = b.csrf.clone();
+    let r = b.post("/console/s3/buckets/ver-bkt/delete", &[("csrf", &csrf)]);
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert_eq!(s.s3(Method::HEAD, "/ver-bkt", Some(&s3)).status, 404);
+}

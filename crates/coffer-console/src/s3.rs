@@ -374,6 +374,17 @@ async fn properties(ctx: &Ctx<'_>, bucket: &str, err: Option<ApiError>) -> Resp 
         ),
         Err(_) => (String::new(), String::new(), false),
     };
+    let ver_path = Api::s3_path(bucket, None, &[("versioning", "")]);
+    let versioning = ctx
+        .api
+        .s3(Method::GET, &ver_path, HeaderMap::new(), None)
+        .await
+        .and_then(|r| xml(&r))
+        .map(|x| {
+            x.find("Status")
+                .map(|s| s.text.trim().to_string())
+                .unwrap_or_default()
+        });
     let keys = symmetric_keys(ctx).await;
     let sess = ctx.session;
     let base = format!("/console/s3/buckets/{}", enc(bucket));
@@ -395,6 +406,24 @@ async fn properties(ctx: &Ctx<'_>, bucket: &str, err: Option<ApiError>) -> Resp 
                 (csrf(sess))
                 (encryption_fields(&keys, &algo, &key, bucket_key))
                 button #save-encryption type="submit" { "Save changes" }
+            }
+        }
+        section.card {
+            h2 { "Bucket Versioning" }
+            @match &versioning {
+                Ok(status) => {
+                    p { "Status: " span #bucket-versioning-status { @if status.is_empty() { "Disabled" } @else { (status) } } }
+                    form #bucket-versioning-form method="post" action={ (base) "/versioning" } {
+                        (csrf(sess))
+                        label for="versioning-select" { "Bucket Versioning" }
+                        select #versioning-select name="status" {
+                            option value="Enabled" selected[status == "Enabled"] { "Enable" }
+                            option value="Suspended" selected[status == "Suspended"] { "Suspend" }
+                        }
+                        button #save-versioning type="submit" { "Save changes" }
+                    }
+                }
+                Err(e) => { p.alert.error { (e.to_string()) } }
             }
         }
         section.card {
@@ -437,26 +466,56 @@ async fn properties(ctx: &Ctx<'_>, bucket: &str, err: Option<ApiError>) -> Resp 
     }
 }
 
-/// Deletes every object of the bucket, a page of up to 1,000 at a time.
+/// Deletes every object of the bucket, a page of up to 1,000 at a time; on a bucket that has
+/// (or had) versioning, every version and delete marker, as the AWS console's "Empty" does.
 async fn empty(ctx: &Ctx<'_>, bucket: &str) -> ApiResult<usize> {
+    let vpath = Api::s3_path(bucket, None, &[("versioning", "")]);
+    let versioned = xml(&ctx
+        .api
+        .s3(Method::GET, &vpath, HeaderMap::new(), None)
+        .await?)?
+    .find("Status")
+    .is_some_and(|s| !s.text.trim().is_empty());
     let mut n = 0;
     loop {
-        let path = Api::s3_path(bucket, None, &[("list-type", "2"), ("max-keys", "1000")]);
-        let x = xml(&ctx
-            .api
-            .s3(Method::GET, &path, HeaderMap::new(), None)
-            .await?)?;
-        let keys: Vec<String> = x.all("Contents").map(|c| c.text_of("Key")).collect();
-        if keys.is_empty() {
+        // (key, version id) of the next page.
+        let batch: Vec<(String, Option<String>)> = if versioned {
+            let path = Api::s3_path(bucket, None, &[("versions", ""), ("max-keys", "1000")]);
+            let x = xml(&ctx
+                .api
+                .s3(Method::GET, &path, HeaderMap::new(), None)
+                .await?)?;
+            x.children
+                .iter()
+                .filter(|c| c.name == "Version" || c.name == "DeleteMarker")
+                .map(|c| (c.text_of("Key"), Some(c.text_of("VersionId"))))
+                .collect()
+        } else {
+            let path = Api::s3_path(bucket, None, &[("list-type", "2"), ("max-keys", "1000")]);
+            let x = xml(&ctx
+                .api
+                .s3(Method::GET, &path, HeaderMap::new(), None)
+                .await?)?;
+            x.all("Contents")
+                .map(|c| (c.text_of("Key"), None))
+                .collect()
+        };
+        if batch.is_empty() {
             return Ok(n);
         }
         let mut body = String::from(
             "<Delete xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Quiet>true</Quiet>",
         );
-        for k in &keys {
+        for (k, v) in &batch {
             body.push_str("<Object><Key>");
             body.push_str(&xml_escape(k));
-            body.push_str("</Key></Object>");
+            body.push_str("</Key>");
+            if let Some(v) = v {
+                body.push_str("<VersionId>");
+                body.push_str(&xml_escape(v));
+                body.push_str("</VersionId>");
+            }
+            body.push_str("</Object>");
         }
         body.push_str("</Delete>");
         let path = Api::s3_path(bucket, None, &[("delete", "")]);
@@ -472,7 +531,7 @@ async fn empty(ctx: &Ctx<'_>, bucket: &str) -> ApiResult<usize> {
         if let Some(e) = xml(&r)?.child("Error") {
             return Err(ApiError::new(&e.text_of("Code"), 403, e.text_of("Message")));
         }
-        n += keys.len();
+        n += batch.len();
     }
 }
 
@@ -489,6 +548,26 @@ async fn bucket_action(ctx: &Ctx<'_>, bucket: &str, action: &str, f: &Form) -> R
                 .s3(Method::PUT, &path, HeaderMap::new(), Some(Bytes::from(p)))
                 .await
                 .map(|_| (props.clone(), "Bucket policy saved.".into()))
+        }
+        "versioning" => {
+            let status = if f.val("status") == "Enabled" {
+                "Enabled"
+            } else {
+                "Suspended"
+            };
+            let path = Api::s3_path(bucket, None, &[("versioning", "")]);
+            let body = format!(
+                "<VersioningConfiguration xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Status>{status}</Status></VersioningConfiguration>"
+            );
+            ctx.api
+                .s3(
+                    Method::PUT,
+                    &path,
+                    HeaderMap::new(),
+                    Some(Bytes::from(body)),
+                )
+                .await
+                .map(|_| (props.clone(), format!("Bucket Versioning: {status}.")))
         }
         "policy-delete" => {
             let path = Api::s3_path(bucket, None, &[("policy", "")]);
@@ -560,6 +639,9 @@ async fn object(ctx: &Ctx<'_>, bucket: &str, err: Option<ApiError>) -> Resp {
             (row("ETag", "object-etag", &h("etag")))
             (row("Type", "object-content-type", &h("content-type")))
             (row("Last modified", "object-last-modified", &h("last-modified")))
+            @if !h("x-amz-version-id").is_empty() {
+                (row("Version ID", "object-version-id", &h("x-amz-version-id")))
+            }
             (row("Server-side encryption", "object-sse", if sse.is_empty() { "none" } else { &sse }))
             @if sse == "aws:kms" {
                 (row("AWS KMS key ARN", "object-kms-key", &h("x-amz-server-side-encryption-aws-kms-key-id")))
