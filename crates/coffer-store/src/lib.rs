@@ -53,9 +53,16 @@ pub trait Txn: Reader {
 }
 
 /// The metadata store.
+/// Namespaces of bulk data (S3 buckets, objects, versions, uploads) that no generation-keyed
+/// cache reads: their writes do not move [`MetaStore::generation`].
+pub const BULK_PREFIX: &str = "s3.";
+
 pub trait MetaStore: Reader + Send + Sync {
-    /// A number that grows after every committed transaction: caches of anything read from the
-    /// store are valid while it has not moved (read it *before* reading what you cache).
+    /// A number that grows after every committed transaction that changed a cacheable
+    /// namespace (any namespace not starting with [`BULK_PREFIX`]): caches of anything read from
+    /// those namespaces are valid while it has not moved (read it *before* reading what you
+    /// cache). Object writes, the bulk of all writes, leave it alone, so that they do not empty
+    /// every credential, policy and key cache.
     fn generation(&self) -> u64;
 
     /// Runs `f` in one serializable write transaction; commits (durably, fsynced) only when `f`

@@ -23,6 +23,8 @@ struct Writer {
     committed: u64,
     /// Batches whose commit failed (their members report the error); kept short.
     failed: Vec<u64>,
+    /// The open batch changed a cacheable namespace: its commit moves the generation.
+    changes_cached: bool,
 }
 
 pub struct SqliteMetaStore {
@@ -85,6 +87,7 @@ impl SqliteMetaStore {
                 batch: 0,
                 committed: 0,
                 failed: Vec::new(),
+                changes_cached: false,
             }),
             waiting: AtomicUsize::new(0),
             committed: Condvar::new(),
@@ -167,6 +170,8 @@ impl Reader for SqliteMetaStore {
 
 struct SqlTxn<'a> {
     c: &'a Connection,
+    /// A namespace that caches read was written (see `MetaStore::generation`).
+    cached: bool,
 }
 
 impl Reader for SqlTxn<'_> {
@@ -186,6 +191,7 @@ impl Reader for SqlTxn<'_> {
 
 impl Txn for SqlTxn<'_> {
     fn put(&mut self, ns: &str, key: &str, value: &[u8]) -> Result<()> {
+        self.cached |= !ns.starts_with(crate::BULK_PREFIX);
         self.c
             .prepare_cached("INSERT INTO kv (ns, key, value) VALUES (?1, ?2, ?3) ON CONFLICT (ns, key) DO UPDATE SET value = excluded.value")
             .map_err(be)?
@@ -194,6 +200,7 @@ impl Txn for SqlTxn<'_> {
         Ok(())
     }
     fn delete(&mut self, ns: &str, key: &str) -> Result<bool> {
+        self.cached |= !ns.starts_with(crate::BULK_PREFIX);
         let n = self
             .c
             .prepare_cached("DELETE FROM kv WHERE ns = ?1 AND key = ?2")
@@ -226,11 +233,16 @@ impl MetaStore for SqliteMetaStore {
             w.open = true;
             w.members = 0;
             w.batch += 1;
+            w.changes_cached = false;
         }
         let mut result = exec(&w.c, "SAVEPOINT tx").map_err(be);
         if result.is_ok() {
-            let mut t = SqlTxn { c: &w.c };
+            let mut t = SqlTxn {
+                c: &w.c,
+                cached: false,
+            };
             result = f(&mut t);
+            let touched_cached = t.cached;
             let end = if result.is_ok() {
                 exec(&w.c, "RELEASE tx")
             } else {
@@ -245,6 +257,9 @@ impl MetaStore for SqliteMetaStore {
                 w.failed.push(b);
                 self.committed.notify_all();
                 return Err(be(e));
+            }
+            if result.is_ok() {
+                w.changes_cached |= touched_cached;
             }
         }
         if result.is_ok() {
@@ -270,7 +285,7 @@ impl MetaStore for SqliteMetaStore {
             w.committed = my_batch;
             if !ok {
                 w.failed.push(my_batch);
-            } else if w.members > 0 {
+            } else if w.members > 0 && w.changes_cached {
                 // After the commit, so that a reader that saw the old generation re-reads.
                 self.generation.fetch_add(1, Ordering::Release);
             }
@@ -336,6 +351,21 @@ mod tests {
         })
         .unwrap();
         assert_eq!(s.get("ns", "a/1").unwrap(), None);
+    }
+
+    #[test]
+    fn bulk_writes_leave_the_generation_alone() {
+        let (_d, s) = store();
+        let g0 = s.generation();
+        s.transact(&mut |t| t.put("s3.object", "b/k", b"v"))
+            .unwrap();
+        assert_eq!(s.generation(), g0);
+        s.transact(&mut |t| {
+            t.put("s3.object", "b/k2", b"v")?;
+            t.put("iam.user", "u", b"v")
+        })
+        .unwrap();
+        assert!(s.generation() > g0);
     }
 
     #[test]
