@@ -475,3 +475,4 @@ def test_session_cookie_is_secure_under_tls(new_server):
     attrs = _cookie_attrs(line)
     assert "secure" in attrs, f"under TLS the session cookie must be Secure: {line!r}"
     assert "httponly" in attrs and attrs.get("samesite", "").lower() == "strict", line
+    assert r.header("Strict-Transport-Security") == "max-age=31536000", r.headers

@@ -260,6 +260,24 @@ impl Console {
         peer: SocketAddr,
         dispatch: &dyn Dispatch,
     ) -> Resp {
+        let mut r = self.route(parts, body, peer, dispatch).await;
+        if self.secure {
+            // Served over TLS: browsers keep to HTTPS for this host from now on.
+            r.headers_mut().insert(
+                header::STRICT_TRANSPORT_SECURITY,
+                HeaderValue::from_static("max-age=31536000"),
+            );
+        }
+        r
+    }
+
+    async fn route(
+        &self,
+        parts: http::request::Parts,
+        body: Body,
+        peer: SocketAddr,
+        dispatch: &dyn Dispatch,
+    ) -> Resp {
         let path = parts.uri.path().to_string();
         let segs = segments(&path);
         let seg: Vec<&str> = segs.iter().map(String::as_str).collect();
