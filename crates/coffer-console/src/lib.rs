@@ -302,12 +302,13 @@ impl Console {
             api,
             query: parse_query(parts.uri.query()),
         };
+        // A required password change comes before anything else.
+        let must_change = session
+            .must_change_password
+            .load(std::sync::atomic::Ordering::Acquire);
         // Uploads are streamed: their CSRF token comes in a header, the body is the file.
         if parts.method == Method::PUT {
-            if session
-                .must_change_password
-                .load(std::sync::atomic::Ordering::Acquire)
-            {
+            if must_change {
                 return redirect("/console/change-password");
             }
             let token = parts
@@ -340,14 +341,10 @@ impl Console {
         } else {
             None
         };
-        let must_change = session
-            .must_change_password
-            .load(std::sync::atomic::Ordering::Acquire);
         match (form, seg.as_slice()) {
             (Some(_), ["signout"]) => self.signout(&parts.headers, &session),
             (None, ["change-password"]) => change_password_page(&ctx, None),
             (Some(f), ["change-password"]) => change_password(&ctx, &f).await,
-            // A required password change comes before anything else.
             _ if must_change => redirect("/console/change-password"),
             (None, []) => redirect("/console/kms"),
             (None, ["kms", rest @ ..]) => kms::get(&ctx, rest).await,
