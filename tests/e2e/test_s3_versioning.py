@@ -559,3 +559,42 @@ def test_versions_survive_a_restart_and_the_sweep_keeps_their_blobs(new_server):
         if p.is_file():
             assert marker not in p.read_bytes(), p
     assert srv.stop() == 0
+
+
+def test_keys_with_nul_are_refused(s3):
+    bucket = new_bucket(s3)
+    code, msg, status = expect_error(s3.put_object, Bucket=bucket, Key="a\x00b", Body=b"x")
+    assert (code, status) == ("InvalidArgument", 400), msg
+    code, _, status = expect_error(s3.create_multipart_upload, Bucket=bucket, Key="a\x00b")
+    assert (code, status) == ("InvalidArgument", 400)
+    s3.put_object(Bucket=bucket, Key="src", Body=b"x")
+    code, _, status = expect_error(
+        s3.copy_object, Bucket=bucket, Key="c\x00d", CopySource={"Bucket": bucket, "Key": "src"}
+    )
+    assert (code, status) == ("InvalidArgument", 400)
+    assert [o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", [])] == ["src"]
+
+
+def test_listings_stay_bounded_among_many_delete_markers(s3):
+    """Keys whose current version is a delete marker are skipped, but one request reads a bounded
+    number of them: a page may end early (truncated), and paging still finds every live key."""
+    bucket = new_bucket(s3)
+    # 2,500 delete markers (DeleteObjects on keys that never existed), then two live keys.
+    for chunk in range(3):
+        keys = [{"Key": f"m/{chunk}-{i:04d}"} for i in range(1000 if chunk < 2 else 500)]
+        s3.delete_objects(Bucket=bucket, Delete={"Objects": keys, "Quiet": True})
+    s3.put_object(Bucket=bucket, Key="z1", Body=b"1")
+    s3.put_object(Bucket=bucket, Key="z2", Body=b"2")
+    first = s3.list_objects_v2(Bucket=bucket, MaxKeys=1)
+    assert first["IsTruncated"] is True
+    assert first.get("KeyCount", 0) <= 1
+    keys = []
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, PaginationConfig={"PageSize": 1}):
+        keys += [o["Key"] for o in page.get("Contents", [])]
+    assert keys == ["z1", "z2"]
+    keys = []
+    for page in s3.get_paginator("list_objects").paginate(Bucket=bucket, PaginationConfig={"PageSize": 1}):
+        keys += [o["Key"] for o in page.get("Contents", [])]
+    assert keys == ["z1", "z2"]
+    v, m = all_versions(s3, bucket)
+    assert len(m) == 2500 and len(v) == 2

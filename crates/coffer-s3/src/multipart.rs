@@ -52,9 +52,7 @@ pub(crate) async fn create(
     let bucket = s.bucket(&req.input.bucket)?;
     let i = &req.input;
     let key = i.key.clone();
-    if key.is_empty() || key.len() > 1024 {
-        return Err(s3_error!(KeyTooLongError, "Your key is too long"));
-    }
+    crate::objects::check_new_key(&key)?;
     let arn = Inner::object_arn(&bucket.name, &key);
     let sse = choose_sse(
         &bucket,

@@ -639,9 +639,7 @@ async fn put_object_as(
 ) -> S3Result<S3Response<PutObjectOutput>> {
     let bucket = s.bucket(&req.input.bucket)?;
     let key = req.input.key.clone();
-    if key.is_empty() || key.len() > 1024 {
-        return Err(s3_error!(KeyTooLongError, "Your key is too long"));
-    }
+    check_new_key(&key)?;
     let arn = Inner::object_arn(&bucket.name, &key);
     let mut extra = vec![];
     if let Some(e) = &req.input.server_side_encryption {
@@ -997,6 +995,7 @@ pub(crate) async fn copy_object(
     })?;
     let bucket = s.bucket(&i.bucket)?;
     let key = i.key.clone();
+    check_new_key(&key)?;
     let arn = Inner::object_arn(&bucket.name, &key);
     let sse = choose_sse(
         &bucket,
@@ -1345,6 +1344,22 @@ pub(crate) fn check_conditions(
 
 /// A new data key for an object or upload: SSE-S3 (wrapped by the root key, AAD bound to
 /// `aad_id`) or SSE-KMS (from KMS as the caller, bound to the object's ARN).
+/// Checks the name of an object about to be written. Keys are at most 1,024 bytes; Coffer also
+/// refuses U+0000 in keys, because its store orders a key's versions after the key with a NUL
+/// separator (and XML 1.0 listings could not carry it anyway).
+pub(crate) fn check_new_key(key: &str) -> S3Result<()> {
+    if key.is_empty() || key.len() > 1024 {
+        return Err(s3_error!(KeyTooLongError, "Your key is too long"));
+    }
+    if key.contains('\0') {
+        return Err(s3_error!(
+            InvalidArgument,
+            "Object keys containing the character U+0000 are not supported."
+        ));
+    }
+    Ok(())
+}
+
 /// The alias of the AWS managed key S3 uses when no key is named (users cannot create `alias/aws/…`).
 pub(crate) const AWS_S3_KEY: &str = "alias/aws/s3";
 
@@ -2056,6 +2071,11 @@ fn list(
     if max == 0 {
         return Ok(l);
     }
+    // Rows one request may read: delete markers are skipped, and a key space full of them must
+    // not make one request read without bound. Past this a page ends early (truncated, resuming
+    // after the last row read), as S3 allows.
+    let budget = max.saturating_mul(10).max(1000);
+    let mut scanned = 0usize;
     loop {
         let rows: Vec<(String, Object)> =
             scan_json(&*s.store, NS_OBJECT, &row_prefix, cursor.as_deref(), 1000)
@@ -2065,8 +2085,14 @@ fn list(
         }
         for (row, o) in rows {
             cursor = Some(row);
+            scanned += 1;
             // A key whose current version is a delete marker is not listed.
             if o.delete_marker {
+                if scanned >= budget {
+                    l.truncated = true;
+                    l.next = Some(o.key.clone());
+                    return Ok(l);
+                }
                 continue;
             }
             let rest = &o.key[prefix.len()..];
@@ -2262,7 +2288,9 @@ pub(crate) async fn list_objects(
         marker: Some(i.marker.clone().unwrap_or_default()),
         max_keys: Some(max as i32),
         is_truncated: Some(l.truncated),
-        next_marker: if l.truncated && i.delimiter.is_some() {
+        // Clients take the next marker from the last key, unless NextMarker is given: a page
+        // cut short among delete markers may have no key, so it always names where to resume.
+        next_marker: if l.truncated && (i.delimiter.is_some() || l.contents.is_empty()) {
             l.next
                 .as_deref()
                 .map(|n| enc(n.trim_end_matches('\u{10FFFF}')))

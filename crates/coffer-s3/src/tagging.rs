@@ -139,7 +139,9 @@ pub(crate) async fn put_object_tagging(
         "s3:PutObjectVersionTagging",
         &extra,
     )?;
-    update_object(s, &bucket.name, &req.input.key, version, |o| {
+    // The version authorized above is the one changed, even if a newer one lands meanwhile.
+    let pinned = version.map(str::to_string).or_else(|| o.version_id.clone());
+    update_object(s, &bucket.name, &req.input.key, pinned.as_deref(), |o| {
         o.tags = tags.clone()
     })?;
     Ok(S3Response::new(PutObjectTaggingOutput {
@@ -186,7 +188,10 @@ pub(crate) async fn delete_object_tagging(
         "s3:DeleteObjectVersionTagging",
         &[],
     )?;
-    update_object(s, &bucket.name, &req.input.key, version, |o| o.tags.clear())?;
+    let pinned = version.map(str::to_string).or_else(|| o.version_id.clone());
+    update_object(s, &bucket.name, &req.input.key, pinned.as_deref(), |o| {
+        o.tags.clear()
+    })?;
     Ok(S3Response::with_status(
         DeleteObjectTaggingOutput {
             version_id: reported_version(&bucket, &o),

@@ -89,13 +89,24 @@ fn walk_noncurrent<R: Reader + ?Sized>(
     r: &R,
     bucket: &str,
     key: &str,
+    f: impl FnMut(&Object) -> bool,
+) -> Result<Option<(String, Object)>, ServiceError> {
+    walk_noncurrent_paged(r, bucket, key, PAGE, f)
+}
+
+/// `walk_noncurrent` reading `page` rows at a time (1 when the first row will do: the newest).
+fn walk_noncurrent_paged<R: Reader + ?Sized>(
+    r: &R,
+    bucket: &str,
+    key: &str,
+    page: usize,
     mut f: impl FnMut(&Object) -> bool,
 ) -> Result<Option<(String, Object)>, ServiceError> {
     let prefix = version_rows_prefix(bucket, key);
     let mut after: Option<String> = None;
     loop {
         let rows: Vec<(String, Object)> =
-            scan_json(r, NS_VERSION, &prefix, after.as_deref(), PAGE).map_err(internal)?;
+            scan_json(r, NS_VERSION, &prefix, after.as_deref(), page).map_err(internal)?;
         let n = rows.len();
         for (row, o) in rows {
             if o.key == key && f(&o) {
@@ -103,7 +114,7 @@ fn walk_noncurrent<R: Reader + ?Sized>(
             }
             after = Some(row);
         }
-        if n < PAGE {
+        if n < page {
             return Ok(None);
         }
     }
@@ -133,10 +144,19 @@ pub(crate) fn find_version<R: Reader + ?Sized>(
                 return Ok(Some((Loc::Current, cur)));
             }
             let row = version_row(bucket, key, *seq);
-            Ok(get_json::<Object>(r, NS_VERSION, &row)
+            let found = get_json::<Object>(r, NS_VERSION, &row)
                 .map_err(internal)?
                 .filter(|o| o.key == key && o.version_id.as_deref() == Some(id.as_str()))
-                .map(|o| (Loc::Noncurrent(row), o)))
+                .map(|o| (Loc::Noncurrent(row), o));
+            if found.is_some() {
+                return Ok(found);
+            }
+            // The two reads are not one snapshot: a commit between them may have made this
+            // version current (its newer version deleted). Look at the current one again.
+            Ok(get_json::<Object>(r, NS_OBJECT, &object_key(bucket, key))
+                .map_err(internal)?
+                .filter(|o| o.version_id.as_deref() == Some(id.as_str()))
+                .map(|o| (Loc::Current, o)))
         }
     }
 }
@@ -227,7 +247,7 @@ pub(crate) fn remove_version(
         }
         Loc::Current => {
             let row = object_key(bucket, key);
-            match walk_noncurrent(t, bucket, key, |_| true)? {
+            match walk_noncurrent_paged(t, bucket, key, 1, |_| true)? {
                 Some((vrow, next)) => {
                     t.delete(NS_VERSION, &vrow).map_err(internal)?;
                     put_json(t, NS_OBJECT, &row, &next).map_err(internal)?;
