@@ -598,3 +598,25 @@ def test_listings_stay_bounded_among_many_delete_markers(s3):
     assert keys == ["z1", "z2"]
     v, m = all_versions(s3, bucket)
     assert len(m) == 2500 and len(v) == 2
+
+
+def test_versionid_condition_key(s3, make_user):
+    b = new_bucket(s3)
+    v1 = s3.put_object(Bucket=b, Key="k", Body=b"1")["VersionId"]
+    v2 = s3.put_object(Bucket=b, Key="k", Body=b"2")["VersionId"]
+    u = make_user(
+        inline=policy_doc(
+            allow(["s3:GetObject", "s3:GetObjectVersion"], f"arn:aws:s3:::{b}/*"),
+            {
+                "Effect": "Deny",
+                "Action": "s3:GetObjectVersion",
+                "Resource": f"arn:aws:s3:::{b}/*",
+                "Condition": {"StringEquals": {"s3:VersionId": v1}},
+            },
+        )
+    )
+    us3 = u.client("s3")
+    assert us3.get_object(Bucket=b, Key="k", VersionId=v2)["Body"].read() == b"2"
+    code, msg, status = expect_error(us3.get_object, Bucket=b, Key="k", VersionId=v1)
+    assert (code, status) == ("AccessDenied", 403), msg
+    assert "explicit deny" in msg, msg

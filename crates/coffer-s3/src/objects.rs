@@ -1223,6 +1223,9 @@ pub(crate) fn readable_version(
             .map(|(_, o)| o),
     };
     let mut conds = extra.to_vec();
+    if let Some(v) = version {
+        conds.push(("s3:versionid".to_string(), v.to_string()));
+    }
     if let Some(o) = &found {
         conds.extend(
             o.tags
