@@ -202,6 +202,33 @@ fn check_upload_customer_key(
     }
 }
 
+/// The start of every request on an existing upload (UploadPart, Complete, ListParts): `action`
+/// authorized on the object, the upload loaded, and the request's SSE-C key read, if any.
+fn upload_request(
+    s: &Inner,
+    ctx: &coffer_core::RequestContext,
+    bucket: &crate::model::Bucket,
+    key: &str,
+    upload_id: &str,
+    action: &str,
+    sse_c: (
+        Option<&SSECustomerAlgorithm>,
+        Option<&String>,
+        Option<&String>,
+    ),
+) -> S3Result<(Upload, Option<CustomerKey>)> {
+    s.authorize(
+        ctx,
+        action,
+        &Inner::object_arn(&bucket.name, key),
+        Some(bucket),
+        &[],
+    )?;
+    let up = load_upload(s, &bucket.name, upload_id, key)?;
+    let ck = customer_key(s, ctx.secure_transport, sse_c.0, sse_c.1, sse_c.2)?;
+    Ok((up, ck))
+}
+
 /// Complete and ListParts: `kms:Decrypt` as the caller for SSE-KMS uploads; the customer key of
 /// SSE-C uploads when given (or needed).
 fn check_upload_access(
@@ -231,20 +258,18 @@ pub(crate) async fn upload_part(
         ));
     }
     let key = req.input.key.clone();
-    s.authorize(
-        &ctx,
-        "s3:PutObject",
-        &Inner::object_arn(&bucket.name, &key),
-        Some(&bucket),
-        &[],
-    )?;
-    let up = load_upload(s, &bucket.name, &req.input.upload_id, &key)?;
-    let ck = customer_key(
+    let (up, ck) = upload_request(
         s,
-        ctx.secure_transport,
-        req.input.sse_customer_algorithm.as_ref(),
-        req.input.sse_customer_key.as_ref(),
-        req.input.sse_customer_key_md5.as_ref(),
+        &ctx,
+        &bucket,
+        &key,
+        &req.input.upload_id,
+        "s3:PutObject",
+        (
+            req.input.sse_customer_algorithm.as_ref(),
+            req.input.sse_customer_key.as_ref(),
+            req.input.sse_customer_key_md5.as_ref(),
+        ),
     )?;
     // kms:Decrypt as the caller, as AWS requires for UploadPart; SSE-C: the upload's key.
     let dk = part_data_key(s, &ctx, &up, ck.as_ref())?;
@@ -541,21 +566,19 @@ pub(crate) async fn complete(
     let ctx = s.context(&req)?;
     let bucket = s.bucket(&req.input.bucket)?;
     let key = req.input.key.clone();
-    s.authorize(
-        &ctx,
-        "s3:PutObject",
-        &Inner::object_arn(&bucket.name, &key),
-        Some(&bucket),
-        &[],
-    )?;
-    let up = load_upload(s, &bucket.name, &req.input.upload_id, &key)?;
     // kms:Decrypt as the caller, as AWS requires for CompleteMultipartUpload.
-    let ck = customer_key(
+    let (up, ck) = upload_request(
         s,
-        ctx.secure_transport,
-        req.input.sse_customer_algorithm.as_ref(),
-        req.input.sse_customer_key.as_ref(),
-        req.input.sse_customer_key_md5.as_ref(),
+        &ctx,
+        &bucket,
+        &key,
+        &req.input.upload_id,
+        "s3:PutObject",
+        (
+            req.input.sse_customer_algorithm.as_ref(),
+            req.input.sse_customer_key.as_ref(),
+            req.input.sse_customer_key_md5.as_ref(),
+        ),
     )?;
     check_upload_access(s, &ctx, &up, ck.as_ref())?;
     let requested = req
@@ -884,21 +907,19 @@ pub(crate) async fn list_parts(
     let ctx = s.context(&req)?;
     let bucket = s.bucket(&req.input.bucket)?;
     let key = req.input.key.clone();
-    s.authorize(
-        &ctx,
-        "s3:ListMultipartUploadParts",
-        &Inner::object_arn(&bucket.name, &key),
-        Some(&bucket),
-        &[],
-    )?;
-    let up = load_upload(s, &bucket.name, &req.input.upload_id, &key)?;
     // kms:Decrypt as the caller, as AWS requires for ListParts.
-    let ck = customer_key(
+    let (up, ck) = upload_request(
         s,
-        ctx.secure_transport,
-        req.input.sse_customer_algorithm.as_ref(),
-        req.input.sse_customer_key.as_ref(),
-        req.input.sse_customer_key_md5.as_ref(),
+        &ctx,
+        &bucket,
+        &key,
+        &req.input.upload_id,
+        "s3:ListMultipartUploadParts",
+        (
+            req.input.sse_customer_algorithm.as_ref(),
+            req.input.sse_customer_key.as_ref(),
+            req.input.sse_customer_key_md5.as_ref(),
+        ),
     )?;
     check_upload_access(s, &ctx, &up, ck.as_ref())?;
     let max = req.input.max_parts.unwrap_or(1000).clamp(0, 1000) as usize;

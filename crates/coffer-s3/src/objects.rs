@@ -1687,22 +1687,18 @@ pub(crate) async fn get_object(
     let ctx = s.context(&req)?;
     let bucket = s.bucket(&req.input.bucket)?;
     let i = &req.input;
-    let o = readable_version(
+    let o = read_checked(
         s,
         &ctx,
         &bucket,
         &i.key,
         i.version_id.as_deref(),
-        "s3:GetObject",
-        "s3:GetObjectVersion",
-        &[],
-    )?;
-    check_conditions(
-        &o,
-        i.if_match.as_ref(),
-        i.if_none_match.as_ref(),
-        i.if_modified_since.as_ref(),
-        i.if_unmodified_since.as_ref(),
+        Conditions {
+            if_match: i.if_match.as_ref(),
+            if_none_match: i.if_none_match.as_ref(),
+            if_modified_since: i.if_modified_since.as_ref(),
+            if_unmodified_since: i.if_unmodified_since.as_ref(),
+        },
     )?;
     if i.part_number.is_some() {
         return Err(s3_error!(
@@ -1911,6 +1907,44 @@ fn inline_plaintext(
     Ok(StreamingBlob::wrap(futures::stream::iter([item])))
 }
 
+/// A GET or HEAD's conditional headers.
+struct Conditions<'a> {
+    if_match: Option<&'a s3s::dto::IfMatch>,
+    if_none_match: Option<&'a s3s::dto::IfNoneMatch>,
+    if_modified_since: Option<&'a s3s::dto::IfModifiedSince>,
+    if_unmodified_since: Option<&'a s3s::dto::IfUnmodifiedSince>,
+}
+
+/// The object (or version) a GET or HEAD reads, authorized (`s3:GetObject`, or
+/// `s3:GetObjectVersion` with a version id) and checked against the conditional headers.
+fn read_checked(
+    s: &Inner,
+    ctx: &RequestContext,
+    bucket: &Bucket,
+    key: &str,
+    version: Option<&str>,
+    c: Conditions<'_>,
+) -> S3Result<Object> {
+    let o = readable_version(
+        s,
+        ctx,
+        bucket,
+        key,
+        version,
+        "s3:GetObject",
+        "s3:GetObjectVersion",
+        &[],
+    )?;
+    check_conditions(
+        &o,
+        c.if_match,
+        c.if_none_match,
+        c.if_modified_since,
+        c.if_unmodified_since,
+    )?;
+    Ok(o)
+}
+
 pub(crate) async fn head_object(
     s: &Inner,
     req: S3Request<HeadObjectInput>,
@@ -1918,22 +1952,18 @@ pub(crate) async fn head_object(
     let ctx = s.context(&req)?;
     let bucket = s.bucket(&req.input.bucket)?;
     let i = &req.input;
-    let o = readable_version(
+    let o = read_checked(
         s,
         &ctx,
         &bucket,
         &i.key,
         i.version_id.as_deref(),
-        "s3:GetObject",
-        "s3:GetObjectVersion",
-        &[],
-    )?;
-    check_conditions(
-        &o,
-        i.if_match.as_ref(),
-        i.if_none_match.as_ref(),
-        i.if_modified_since.as_ref(),
-        i.if_unmodified_since.as_ref(),
+        Conditions {
+            if_match: i.if_match.as_ref(),
+            if_none_match: i.if_none_match.as_ref(),
+            if_modified_since: i.if_modified_since.as_ref(),
+            if_unmodified_since: i.if_unmodified_since.as_ref(),
+        },
     )?;
     let ck = customer_key(
         s,
