@@ -3,6 +3,45 @@
 //! policy engine (identity policies and bucket policies), and KMS called *as the caller* through
 //! `DataKeyProvider` with `kms:ViaService` set.
 
+/// The encryption a write asks for (PutObject, CreateMultipartUpload, CopyObject: their inputs
+/// share the field names), chosen against the bucket's default, and the `s3:x-amz-server-side-
+/// encryption*` condition keys it sets. Evaluates to `(SseChoice, Vec<(String, String)>)`.
+macro_rules! sse_of_request {
+    ($s:expr, $ctx:expr, $bucket:expr, $i:expr) => {{
+        let i = $i;
+        let sse = crate::objects::choose_sse(
+            $bucket,
+            &crate::objects::SseRequest {
+                server_side_encryption: i.server_side_encryption.as_ref(),
+                ssekms_key_id: i.ssekms_key_id.as_ref(),
+                bucket_key_enabled: i.bucket_key_enabled,
+                ssekms_encryption_context: i.ssekms_encryption_context.as_ref(),
+                sse_c: crate::objects::customer_key(
+                    $s,
+                    $ctx.secure_transport,
+                    i.sse_customer_algorithm.as_ref(),
+                    i.sse_customer_key.as_ref(),
+                    i.sse_customer_key_md5.as_ref(),
+                )?,
+            },
+        )?;
+        let mut conds: Vec<(String, String)> = vec![];
+        if let Some(e) = &i.server_side_encryption {
+            conds.push((
+                "s3:x-amz-server-side-encryption".to_string(),
+                e.as_str().to_string(),
+            ));
+        }
+        if let (crate::objects::SseChoice::Kms { key_id, .. }, Some(_)) = (&sse, &i.ssekms_key_id) {
+            conds.push((
+                "s3:x-amz-server-side-encryption-aws-kms-key-id".to_string(),
+                key_id.clone(),
+            ));
+        }
+        (sse, conds)
+    }};
+}
+
 /// Sets the `checksum_*` fields of an S3 output from stored `(algorithm, base64)` pairs.
 macro_rules! set_checksums {
     ($out:expr, $sums:expr) => {

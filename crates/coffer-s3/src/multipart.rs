@@ -3,9 +3,8 @@
 
 use crate::model::{NS_PART, NS_UPLOAD, Object, Part, PartBlob, Upload, part_key, upload_key};
 use crate::objects::{
-    BodyIn, CHECKSUM_ALGS, CustomerKey, Ingested, SseChoice, SseRequest, check_conditions,
-    choose_sse, customer_key, ingest, new_data_key, open_data_key, set_sse_c_out, set_sse_out,
-    stream_plaintext,
+    BodyIn, CHECKSUM_ALGS, CustomerKey, Ingested, check_conditions, customer_key, ingest,
+    new_data_key, open_data_key, set_sse_c_out, set_sse_out, stream_plaintext,
 };
 use crate::{Inner, internal, principal_owner, s3e, timestamp};
 use coffer_core::ServiceError;
@@ -54,35 +53,7 @@ pub(crate) async fn create(
     let key = i.key.clone();
     crate::objects::check_new_key(&key)?;
     let arn = Inner::object_arn(&bucket.name, &key);
-    let sse = choose_sse(
-        &bucket,
-        &SseRequest {
-            server_side_encryption: i.server_side_encryption.as_ref(),
-            ssekms_key_id: i.ssekms_key_id.as_ref(),
-            bucket_key_enabled: i.bucket_key_enabled,
-            ssekms_encryption_context: i.ssekms_encryption_context.as_ref(),
-            sse_c: customer_key(
-                s,
-                ctx.secure_transport,
-                i.sse_customer_algorithm.as_ref(),
-                i.sse_customer_key.as_ref(),
-                i.sse_customer_key_md5.as_ref(),
-            )?,
-        },
-    )?;
-    let mut extra = vec![];
-    if let Some(e) = &i.server_side_encryption {
-        extra.push((
-            "s3:x-amz-server-side-encryption".to_string(),
-            e.as_str().to_string(),
-        ));
-    }
-    if let (SseChoice::Kms { key_id, .. }, Some(_)) = (&sse, &i.ssekms_key_id) {
-        extra.push((
-            "s3:x-amz-server-side-encryption-aws-kms-key-id".to_string(),
-            key_id.clone(),
-        ));
-    }
+    let (sse, extra) = sse_of_request!(s, &ctx, &bucket, i);
     let tags = match &i.tagging {
         Some(h) => crate::tagging::parse_tagging_header(h)?,
         None => vec![],

@@ -641,37 +641,7 @@ async fn put_object_as(
     let key = req.input.key.clone();
     check_new_key(&key)?;
     let arn = Inner::object_arn(&bucket.name, &key);
-    let mut extra = vec![];
-    if let Some(e) = &req.input.server_side_encryption {
-        extra.push((
-            "s3:x-amz-server-side-encryption".to_string(),
-            e.as_str().to_string(),
-        ));
-    }
-    let sse = choose_sse(
-        &bucket,
-        &SseRequest {
-            server_side_encryption: req.input.server_side_encryption.as_ref(),
-            ssekms_key_id: req.input.ssekms_key_id.as_ref(),
-            bucket_key_enabled: req.input.bucket_key_enabled,
-            ssekms_encryption_context: req.input.ssekms_encryption_context.as_ref(),
-            sse_c: customer_key(
-                s,
-                ctx.secure_transport,
-                req.input.sse_customer_algorithm.as_ref(),
-                req.input.sse_customer_key.as_ref(),
-                req.input.sse_customer_key_md5.as_ref(),
-            )?,
-        },
-    )?;
-    if let SseChoice::Kms { key_id, .. } = &sse
-        && req.input.ssekms_key_id.is_some()
-    {
-        extra.push((
-            "s3:x-amz-server-side-encryption-aws-kms-key-id".to_string(),
-            key_id.clone(),
-        ));
-    }
+    let (sse, mut extra) = sse_of_request!(s, &ctx, &bucket, &req.input);
     let tags = match &req.input.tagging {
         Some(h) => crate::tagging::parse_tagging_header(h)?,
         None => vec![],
