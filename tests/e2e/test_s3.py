@@ -1451,3 +1451,36 @@ def test_missing_key_and_bucket_are_named_in_the_error(server, bucket):
     status, _, text = signed_request(server.endpoint, ROOT, "s3", method="GET", path=f"/{missing}/k", s3=True)
     err = parse_s3_error(text)
     assert (status, err["Code"], err["BucketName"]) == (404, "NoSuchBucket", missing)
+
+
+def test_kms_key_condition_applies_to_put_and_copy(s3, bucket, kms, kms_key, make_user):
+    """s3:x-amz-server-side-encryption-aws-kms-key-id is set whenever a write names a key:
+    PutObject, CreateMultipartUpload and CopyObject alike."""
+    other = kms.create_key(Description="e2e other key")["KeyMetadata"]["Arn"]
+    u = make_user(
+        inline=policy_doc(
+            allow(["s3:PutObject", "s3:GetObject", "kms:GenerateDataKey", "kms:Decrypt"]),
+            {
+                "Effect": "Deny",
+                "Action": "s3:PutObject",
+                "Resource": f"arn:aws:s3:::{bucket}/*",
+                "Condition": {"StringNotEquals": {"s3:x-amz-server-side-encryption-aws-kms-key-id": kms_key["arn"]}},
+            },
+        )
+    )
+    us3 = u.client("s3")
+    us3.put_object(Bucket=bucket, Key="src", Body=b"x", ServerSideEncryption="aws:kms", SSEKMSKeyId=kms_key["arn"])
+    for call in [
+        lambda: us3.put_object(Bucket=bucket, Key="p", Body=b"x", ServerSideEncryption="aws:kms", SSEKMSKeyId=other),
+        lambda: us3.create_multipart_upload(Bucket=bucket, Key="m", ServerSideEncryption="aws:kms", SSEKMSKeyId=other),
+        lambda: us3.copy_object(
+            Bucket=bucket, Key="c", CopySource={"Bucket": bucket, "Key": "src"},
+            ServerSideEncryption="aws:kms", SSEKMSKeyId=other,
+        ),
+    ]:
+        code, msg, status = expect_error(call)
+        assert (code, status) == ("AccessDenied", 403), msg
+    us3.copy_object(
+        Bucket=bucket, Key="c", CopySource={"Bucket": bucket, "Key": "src"},
+        ServerSideEncryption="aws:kms", SSEKMSKeyId=kms_key["arn"],
+    )

@@ -967,29 +967,7 @@ pub(crate) async fn copy_object(
     let key = i.key.clone();
     check_new_key(&key)?;
     let arn = Inner::object_arn(&bucket.name, &key);
-    let sse = choose_sse(
-        &bucket,
-        &SseRequest {
-            server_side_encryption: i.server_side_encryption.as_ref(),
-            ssekms_key_id: i.ssekms_key_id.as_ref(),
-            bucket_key_enabled: i.bucket_key_enabled,
-            ssekms_encryption_context: i.ssekms_encryption_context.as_ref(),
-            sse_c: customer_key(
-                s,
-                ctx.secure_transport,
-                i.sse_customer_algorithm.as_ref(),
-                i.sse_customer_key.as_ref(),
-                i.sse_customer_key_md5.as_ref(),
-            )?,
-        },
-    )?;
-    let mut extra = vec![];
-    if let Some(e) = &i.server_side_encryption {
-        extra.push((
-            "s3:x-amz-server-side-encryption".to_string(),
-            e.as_str().to_string(),
-        ));
-    }
+    let (sse, extra) = sse_of_request!(s, &ctx, &bucket, i);
     s.authorize(&ctx, "s3:PutObject", &arn, Some(&bucket), &extra)?;
     let replace = i
         .metadata_directive
