@@ -193,6 +193,8 @@ fn run_serve(args: ServeArgs) -> Result<(), String> {
     }
     std::fs::create_dir_all(&args.data_dir)
         .map_err(|e| format!("{}: {e}", args.data_dir.display()))?;
+    // Before anything in the directory is read or written: one process per data directory.
+    let _data_dir_lock = coffer_store::lock_data_dir(&args.data_dir)?;
     let root_key = Arc::new(load_root_key(&args)?);
     let store: Arc<dyn MetaStore> = Arc::new(
         SqliteMetaStore::open(&args.data_dir.join("meta.sqlite")).map_err(|e| e.to_string())?,

@@ -317,3 +317,24 @@ fn non_loopback_plain_http_is_refused() {
     // Refused before touching the data dir.
     assert!(!dir.path().join("root.key").exists());
 }
+
+#[test]
+fn a_second_process_on_the_same_data_dir_is_refused_and_leaves_the_first_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut first = Server::start_in(dir.path(), Opts::default());
+    let (status, out, err) = run_to_exit(dir.path(), &Opts::default());
+    assert!(!status.success(), "status {status}");
+    assert!(
+        err.contains("is in use by another Coffer process"),
+        "stderr: {err}"
+    );
+    assert!(!out.contains("Coffer listening"), "stdout: {out}");
+    // The first one still serves.
+    let r = first.s3(Method::GET, "/", Some(&Signing::new(&Creds::root(), "s3")));
+    assert_eq!(r.status, 200, "{}", r.body);
+    let (status, _) = first.terminate(Duration::from_secs(5));
+    assert!(status.success());
+    // Once it is gone, the directory can be opened again.
+    let mut again = Server::start_in(dir.path(), Opts::default());
+    again.terminate(Duration::from_secs(5));
+}

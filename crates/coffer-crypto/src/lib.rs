@@ -1,18 +1,28 @@
 //! The one place for cryptography in Coffer: the root keyring and the wrapping of secrets under it.
 //!
-//! Wrapped blob format (version 1):
-//! `0x01 | nonce (12) | AES-256-GCM ciphertext | tag (16)`, with caller-supplied AAD binding the
-//! blob to its purpose (e.g. `"iam-secret:" + access key id`), so a blob moved to another row fails.
+//! Wrapped blob format (version 2, written since 2026-12):
+//! `0x02 | salt (32) | nonce (12) | AES-256-GCM ciphertext | tag (16)`, where the AES key is
+//! HKDF-SHA256(root key, salt, info = "coffer-root-wrap-v2"): every wrap has its own key, so the
+//! number of wraps under one root key is not bounded by the safe number of random GCM nonces
+//! (2^32 per key). Version 1 (`0x01 | nonce (12) | ciphertext | tag`, encrypted directly under the
+//! root key) is still read. Both take caller-supplied AAD binding the blob to its purpose (e.g.
+//! `"iam-secret:" + access key id`), so a blob moved to another row fails.
 
 pub mod asym;
 pub mod kms_blob;
 pub mod segment;
 
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
+use aws_lc_rs::hkdf::{HKDF_SHA256, Salt};
 use zeroize::{Zeroize, Zeroizing};
 
 pub const ROOT_KEY_LEN: usize = 32;
-const WRAP_VERSION: u8 = 1;
+/// Directly under the root key (read only).
+const WRAP_V1: u8 = 1;
+/// Under a key derived from the root key and a random salt per wrap.
+const WRAP_V2: u8 = 2;
+const WRAP_SALT_LEN: usize = 32;
+const WRAP_INFO: &[u8] = b"coffer-root-wrap-v2";
 const TAG_LEN: usize = 16;
 
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
@@ -78,15 +88,28 @@ impl RootKey {
         d.as_ref()[..8].iter().map(|b| format!("{b:02x}")).collect()
     }
 
-    /// Encrypts `plaintext` bound to `aad`.
+    /// The AES-256-GCM key of one wrap: HKDF-SHA256(root key, salt).
+    fn wrap_key(&self, salt: &[u8]) -> Result<LessSafeKey, CryptoError> {
+        let prk = Salt::new(HKDF_SHA256, salt).extract(&self.bytes[..]);
+        let okm = prk
+            .expand(&[WRAP_INFO], &AES_256_GCM)
+            .map_err(|_| CryptoError::KeyLength)?;
+        Ok(LessSafeKey::new(UnboundKey::from(okm)))
+    }
+
+    /// Encrypts `plaintext` bound to `aad`, under a key of its own (format version 2).
     pub fn wrap(&self, aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, CryptoError> {
+        let mut salt = [0u8; WRAP_SALT_LEN];
+        random_fill(&mut salt)?;
         let mut nonce = [0u8; NONCE_LEN];
         random_fill(&mut nonce)?;
-        let mut out = Vec::with_capacity(1 + NONCE_LEN + plaintext.len() + TAG_LEN);
-        out.push(WRAP_VERSION);
+        let key = self.wrap_key(&salt)?;
+        let mut out = Vec::with_capacity(1 + WRAP_SALT_LEN + NONCE_LEN + plaintext.len() + TAG_LEN);
+        out.push(WRAP_V2);
+        out.extend_from_slice(&salt);
         out.extend_from_slice(&nonce);
         let mut buf = plaintext.to_vec();
-        let res = self.aead.seal_in_place_append_tag(
+        let res = key.seal_in_place_append_tag(
             Nonce::assume_unique_for_key(nonce),
             Aad::from(aad),
             &mut buf,
@@ -96,19 +119,30 @@ impl RootKey {
             return Err(CryptoError::Unauthentic);
         }
         out.extend_from_slice(&buf);
+        buf.zeroize();
         Ok(out)
     }
 
-    /// Decrypts a blob made by [`RootKey::wrap`] with the same `aad`. The plaintext is zeroized on drop.
+    /// Decrypts a blob made by [`RootKey::wrap`] (either format version) with the same `aad`.
+    /// The plaintext is zeroized on drop.
     pub fn unwrap(&self, aad: &[u8], blob: &[u8]) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
-        if blob.len() < 1 + NONCE_LEN + TAG_LEN || blob[0] != WRAP_VERSION {
+        let (derived, rest) = match blob.first() {
+            Some(&WRAP_V1) => (None, &blob[1..]),
+            Some(&WRAP_V2) if blob.len() > 1 + WRAP_SALT_LEN => (
+                Some(self.wrap_key(&blob[1..1 + WRAP_SALT_LEN])?),
+                &blob[1 + WRAP_SALT_LEN..],
+            ),
+            _ => return Err(CryptoError::Unauthentic),
+        };
+        if rest.len() < NONCE_LEN + TAG_LEN {
             return Err(CryptoError::Unauthentic);
         }
         let mut nonce = [0u8; NONCE_LEN];
-        nonce.copy_from_slice(&blob[1..1 + NONCE_LEN]);
-        let mut buf = Zeroizing::new(blob[1 + NONCE_LEN..].to_vec());
-        let n = self
-            .aead
+        nonce.copy_from_slice(&rest[..NONCE_LEN]);
+        let mut buf = Zeroizing::new(rest[NONCE_LEN..].to_vec());
+        let n = derived
+            .as_ref()
+            .unwrap_or(&self.aead)
             .open_in_place(
                 Nonce::assume_unique_for_key(nonce),
                 Aad::from(aad),
@@ -118,6 +152,26 @@ impl RootKey {
             .len();
         buf.truncate(n);
         Ok(buf)
+    }
+
+    /// A version-1 wrap (directly under the root key), as Coffer wrote before version 2: only
+    /// for tests that old wraps stay readable.
+    #[cfg(test)]
+    fn wrap_v1(&self, aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
+        let mut nonce = [0u8; NONCE_LEN];
+        random_fill(&mut nonce).unwrap();
+        let mut out = vec![WRAP_V1];
+        out.extend_from_slice(&nonce);
+        let mut buf = plaintext.to_vec();
+        self.aead
+            .seal_in_place_append_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(aad),
+                &mut buf,
+            )
+            .unwrap();
+        out.extend_from_slice(&buf);
+        out
     }
 }
 
@@ -171,6 +225,28 @@ mod tests {
         // another key fails
         let k2 = RootKey::generate().unwrap();
         assert!(k2.unwrap(b"ctx", &blob).is_err());
+    }
+
+    #[test]
+    fn every_wrap_has_its_own_key_and_old_wraps_stay_readable() {
+        let k = RootKey::generate().unwrap();
+        let a = k.wrap(b"ctx", b"secret").unwrap();
+        let b = k.wrap(b"ctx", b"secret").unwrap();
+        assert_eq!((a[0], b[0]), (WRAP_V2, WRAP_V2));
+        assert_ne!(
+            a[1..1 + WRAP_SALT_LEN],
+            b[1..1 + WRAP_SALT_LEN],
+            "salts differ"
+        );
+        assert_eq!(a.len(), 1 + WRAP_SALT_LEN + NONCE_LEN + 6 + TAG_LEN);
+        // Not decryptable directly under the root key (the key is derived).
+        let mut as_v1 = vec![WRAP_V1];
+        as_v1.extend_from_slice(&a[1 + WRAP_SALT_LEN..]);
+        assert!(k.unwrap(b"ctx", &as_v1).is_err());
+        // A version-1 wrap from before still opens, and only with its AAD.
+        let old = k.wrap_v1(b"ctx", b"from before");
+        assert_eq!(&k.unwrap(b"ctx", &old).unwrap()[..], b"from before");
+        assert!(k.unwrap(b"other", &old).is_err());
     }
 
     #[test]

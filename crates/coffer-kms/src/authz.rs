@@ -31,17 +31,25 @@ pub(crate) struct KeyTarget<'a> {
 }
 
 impl Kms {
-    /// The key's policy, parsed (cached for the store's generation).
+    /// The key's policy, parsed. The cache is keyed by the policy text itself (a hit needs the
+    /// very text of `key`), so it can never answer with another version of the policy than the
+    /// one in the key record the caller holds, whatever was committed meanwhile.
     pub(crate) fn key_policy(&self, key: &KmsKey) -> Result<std::sync::Arc<Policy>, ServiceError> {
-        let generation = self.store.generation();
-        self.policy_cache
-            .get_or_try(generation, &format!("{}/{}", key.account, key.id), || {
-                Policy::parse(&key.policy, PolicyKind::Resource)
-                    .map(std::sync::Arc::new)
-                    .map_err(|e| {
-                        ServiceError::new("MalformedPolicyDocumentException", 400, e.message)
-                    })
-            })
+        let slot = format!("{}/{}", key.account, key.id);
+        if let Some((text, p)) = self.policy_cache.get(0, &slot)
+            && *text == *key.policy
+        {
+            return Ok(p);
+        }
+        let p = Policy::parse(&key.policy, PolicyKind::Resource)
+            .map(std::sync::Arc::new)
+            .map_err(|e| ServiceError::new("MalformedPolicyDocumentException", 400, e.message))?;
+        self.policy_cache.put(
+            0,
+            slot,
+            (std::sync::Arc::from(key.policy.as_str()), p.clone()),
+        );
+        Ok(p)
     }
 
     /// The condition keys of a KMS request on `key` (besides the global ones).

@@ -332,8 +332,25 @@ impl Kms {
             token_sha256: coffer_crypto::sha256_hex(token.as_bytes()),
         };
         let k = grant_key(&key.account, &key.id, &id);
-        let count = self.grants_of(&key.account, &key.id)?.len();
+        let key_row = format!("{}/{}", key.account, key.id);
+        let prefix = format!("{}/{}/", key.account, key.id);
         self.tx(|t| {
+            // Read here: the key may have been destroyed since it was authorized (its grants
+            // went with it), and grants may have been added meanwhile.
+            if t.get(crate::model::NS_KEY, &key_row)
+                .map_err(internal)?
+                .is_none()
+            {
+                return Err(ServiceError::new(
+                    "NotFoundException",
+                    400,
+                    format!("Key '{}' does not exist", key.arn),
+                ));
+            }
+            let count = t
+                .scan(NS_GRANT, &prefix, None, 50_000)
+                .map_err(internal)?
+                .len();
             if count >= 50_000 {
                 return Err(ServiceError::new(
                     "LimitExceededException",

@@ -26,7 +26,8 @@ pub struct Kms {
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) region: String,
     pub(crate) key_cache: coffer_store::GenCache<Option<Arc<KmsKey>>>,
-    pub(crate) policy_cache: coffer_store::GenCache<Arc<coffer_policy::Policy>>,
+    /// Parsed key policies by key, each with the text it was parsed from (never by generation).
+    pub(crate) policy_cache: coffer_store::GenCache<(Arc<str>, Arc<coffer_policy::Policy>)>,
     pub(crate) alias_cache: coffer_store::GenCache<Vec<String>>,
 }
 

@@ -208,33 +208,31 @@ fn canonical(ec: &[(String, String)]) -> Vec<u8> {
 }
 
 impl Kms {
-    pub(crate) fn tx(
+    pub(crate) fn tx<T>(
         &self,
-        mut f: impl FnMut(&mut dyn Txn) -> Result<(), ServiceError>,
-    ) -> Result<(), ServiceError> {
-        let mut failure = None;
-        let r = self.store.transact(&mut |t| match f(t) {
-            Ok(()) => Ok(()),
-            Err(e) => {
-                failure = Some(e);
-                Err(coffer_store::StoreError::NotFound)
-            }
-        });
-        match (r, failure) {
-            (Ok(()), _) => Ok(()),
-            (Err(_), Some(e)) => Err(e),
-            (Err(e), None) => Err(store_err(e)),
-        }
+        f: impl FnMut(&mut dyn Txn) -> Result<T, ServiceError>,
+    ) -> Result<T, ServiceError> {
+        coffer_store::transact(&*self.store, store_err, f)
     }
 
-    fn save(&self, key: &KmsKey) -> Result<(), ServiceError> {
-        let k = format!("{}/{}", key.account, key.id);
+    /// The one way to change a key: re-reads the key's record inside one transaction, checks
+    /// its state there against `rule`, applies `f` and writes it back, so a concurrent change
+    /// acknowledged meanwhile (a rotation, a deletion, a policy) is never overwritten by a copy
+    /// read earlier. Returns the key as written.
+    pub(crate) fn update_key(
+        &self,
+        key: &KmsKey,
+        rule: StateRule,
+        mut f: impl FnMut(&mut KmsKey) -> Result<(), ServiceError>,
+    ) -> Result<KmsKey, ServiceError> {
+        let row = format!("{}/{}", key.account, key.id);
         self.tx(|t| {
-            // The key must still exist (deletion may have run meanwhile).
-            if t.get(NS_KEY, &k).map_err(store_err)?.is_none() {
-                return Err(not_found(format!("Key '{}' does not exist", key.arn)));
-            }
-            put_json(t, NS_KEY, &k, key).map_err(store_err)
+            coffer_store::update_json(t, NS_KEY, &row, store_err, |k: &mut KmsKey| {
+                check_state(k, rule)?;
+                f(k)?;
+                Ok(k.clone())
+            })?
+            .ok_or_else(|| not_found(format!("Key '{}' does not exist", key.arn)))
         })
     }
 
@@ -377,7 +375,7 @@ impl Kms {
             "UpdateKeyDescription" => {
                 let desc = inp.str("Description")?;
                 check_description(desc)?;
-                let mut k = self.key_for(
+                let k = self.key_for(
                     ctx,
                     inp,
                     "KeyId",
@@ -385,12 +383,14 @@ impl Kms {
                     false,
                     StateRule::NotPending,
                 )?;
-                k.description = desc.to_string();
-                self.save(&k)?;
+                self.update_key(&k, StateRule::NotPending, |k| {
+                    k.description = desc.to_string();
+                    Ok(())
+                })?;
                 Ok(json!({}))
             }
             "EnableKey" | "DisableKey" => {
-                let mut k = self.key_for(
+                let k = self.key_for(
                     ctx,
                     inp,
                     "KeyId",
@@ -398,17 +398,19 @@ impl Kms {
                     false,
                     StateRule::NotPending,
                 )?;
-                k.state = if op == "EnableKey" {
-                    KeyState::Enabled
-                } else {
-                    KeyState::Disabled
-                };
-                self.save(&k)?;
+                self.update_key(&k, StateRule::NotPending, |k| {
+                    k.state = if op == "EnableKey" {
+                        KeyState::Enabled
+                    } else {
+                        KeyState::Disabled
+                    };
+                    Ok(())
+                })?;
                 Ok(json!({}))
             }
             "ScheduleKeyDeletion" => self.schedule_deletion(ctx, inp),
             "CancelKeyDeletion" => {
-                let mut k = self.key_for(
+                let k = self.key_for(
                     ctx,
                     inp,
                     "KeyId",
@@ -416,13 +418,15 @@ impl Kms {
                     false,
                     StateRule::Any,
                 )?;
-                if k.state != KeyState::PendingDeletion {
-                    return Err(invalid_state(format!("{} is not pending deletion.", k.arn)));
-                }
-                k.state = KeyState::Disabled;
-                k.deletion_date = None;
-                k.pending_window_days = None;
-                self.save(&k)?;
+                self.update_key(&k, StateRule::Any, |k| {
+                    if k.state != KeyState::PendingDeletion {
+                        return Err(invalid_state(format!("{} is not pending deletion.", k.arn)));
+                    }
+                    k.state = KeyState::Disabled;
+                    k.deletion_date = None;
+                    k.pending_window_days = None;
+                    Ok(())
+                })?;
                 Ok(json!({ "KeyId": k.arn }))
             }
             "TagResource" => {
@@ -432,7 +436,7 @@ impl Kms {
                         "1 validation error detected: Value null at 'tags' failed to satisfy constraint: Member must not be null",
                     ));
                 }
-                let mut k = self.key_for(
+                let k = self.key_for(
                     ctx,
                     inp,
                     "KeyId",
@@ -440,13 +444,15 @@ impl Kms {
                     false,
                     StateRule::NotPending,
                 )?;
-                k.tags = check_tags(&k.tags, &tags)?;
-                self.save(&k)?;
+                self.update_key(&k, StateRule::NotPending, |k| {
+                    k.tags = check_tags(&k.tags, &tags)?;
+                    Ok(())
+                })?;
                 Ok(json!({}))
             }
             "UntagResource" => {
                 let keys = inp.str_list("TagKeys")?.ok_or_else(|| validation("1 validation error detected: Value null at 'tagKeys' failed to satisfy constraint: Member must not be null"))?;
-                let mut k = self.key_for(
+                let k = self.key_for(
                     ctx,
                     inp,
                     "KeyId",
@@ -454,8 +460,10 @@ impl Kms {
                     false,
                     StateRule::NotPending,
                 )?;
-                k.tags.retain(|t| !keys.contains(&t.key));
-                self.save(&k)?;
+                self.update_key(&k, StateRule::NotPending, |k| {
+                    k.tags.retain(|t| !keys.contains(&t.key));
+                    Ok(())
+                })?;
                 Ok(json!({}))
             }
             "ListResourceTags" => {
@@ -505,7 +513,7 @@ impl Kms {
             "GenerateMac" | "VerifyMac" => self.mac(ctx, inp, op == "VerifyMac"),
             "EnableKeyRotation" => self.enable_rotation(ctx, inp),
             "DisableKeyRotation" => {
-                let mut k = self.key_for(
+                let k = self.key_for(
                     ctx,
                     inp,
                     "KeyId",
@@ -514,9 +522,11 @@ impl Kms {
                     StateRule::Rotation,
                 )?;
                 require_rotatable(&k)?;
-                k.rotation_period_days = None;
-                k.next_rotation = None;
-                self.save(&k)?;
+                self.update_key(&k, StateRule::Rotation, |k| {
+                    k.rotation_period_days = None;
+                    k.next_rotation = None;
+                    Ok(())
+                })?;
                 Ok(json!({}))
             }
             "GetKeyRotationStatus" => {
@@ -813,10 +823,12 @@ impl Kms {
         let bypass = inp
             .opt_bool("BypassPolicyLockoutSafetyCheck")?
             .unwrap_or(false);
-        let mut k = self.key_for(ctx, inp, "KeyId", "kms:PutKeyPolicy", false, StateRule::Any)?;
+        let k = self.key_for(ctx, inp, "KeyId", "kms:PutKeyPolicy", false, StateRule::Any)?;
         self.check_key_policy(ctx, &k.arn, &k.account, policy, bypass)?;
-        k.policy = policy.to_string();
-        self.save(&k)?;
+        self.update_key(&k, StateRule::Any, |k| {
+            k.policy = policy.to_string();
+            Ok(())
+        })?;
         Ok(json!({}))
     }
 
@@ -852,7 +864,7 @@ impl Kms {
                 "1 validation error detected: Value '{days}' at 'pendingWindowInDays' failed to satisfy constraint: Member must have value greater than or equal to 7 and less than or equal to 30"
             )));
         }
-        let mut k = self.key_for(
+        let k = self.key_for(
             ctx,
             inp,
             "KeyId",
@@ -861,10 +873,12 @@ impl Kms {
             StateRule::NotPending,
         )?;
         let date = (self.now() / DAY).ceil() * DAY + days as f64 * DAY;
-        k.state = KeyState::PendingDeletion;
-        k.deletion_date = Some(date);
-        k.pending_window_days = Some(days);
-        self.save(&k)?;
+        self.update_key(&k, StateRule::NotPending, |k| {
+            k.state = KeyState::PendingDeletion;
+            k.deletion_date = Some(date);
+            k.pending_window_days = Some(days);
+            Ok(())
+        })?;
         Ok(
             json!({ "KeyId": k.arn, "DeletionDate": date, "KeyState": "PendingDeletion", "PendingWindowInDays": days }),
         )
@@ -895,8 +909,11 @@ impl Kms {
             updated: now,
         };
         let ak = format!("{account}/{name}");
-        let count = self.aliases_of(&account, &key.id)?.len();
         self.tx(|t| {
+            // Checked on what the transaction reads: the key may have been scheduled for
+            // deletion or destroyed, or aliases added, since it was authorized.
+            key_in(t, &key, StateRule::NotPending)?;
+            let count = self.alias_names_in(t, &account, &key.id)?.len();
             if t.get(NS_ALIAS, &ak).map_err(store_err)?.is_some() {
                 return Err(ServiceError::new(
                     "AlreadyExistsException",
@@ -927,6 +944,30 @@ impl Kms {
             })
     }
 
+    /// The names of the aliases of `key_id`, read inside a transaction.
+    fn alias_names_in(
+        &self,
+        t: &dyn Txn,
+        account: &str,
+        key_id: &str,
+    ) -> Result<Vec<String>, ServiceError> {
+        let prefix = format!("{account}/");
+        let mut names = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let rows: Vec<(String, Alias)> =
+                scan_json(t, NS_ALIAS, &prefix, after.as_deref(), 1000).map_err(store_err)?;
+            let Some((last, _)) = rows.last() else { break };
+            after = Some(last.clone());
+            names.extend(
+                rows.into_iter()
+                    .filter(|(_, a)| a.target == key_id)
+                    .map(|(_, a)| a.name),
+            );
+        }
+        Ok(names)
+    }
+
     fn update_alias(&self, ctx: &RequestContext, inp: &Input) -> R {
         let name = inp.str("AliasName")?;
         if !name.starts_with("alias/") {
@@ -934,7 +975,7 @@ impl Kms {
         }
         inp.str("TargetKeyId")?;
         let account = ctx.principal.account.clone();
-        let mut a = self.load_alias(&account, name)?;
+        let a = self.load_alias(&account, name)?;
         self.authorize_iam(ctx, "kms:UpdateAlias", &a.arn)?;
         let old = self.load_key(&account, &a.target)?;
         if let Some(old) = &old {
@@ -956,10 +997,25 @@ impl Kms {
                 new.arn, new.key_usage, old.key_usage
             )));
         }
-        a.target = new.id.clone();
-        a.updated = self.now();
+        let (old_target, now) = (a.target.clone(), self.now());
         let ak = format!("{account}/{name}");
-        self.tx(|t| put_json(t, NS_ALIAS, &ak, &a).map_err(store_err))?;
+        self.tx(|t| {
+            key_in(t, &new, StateRule::NotPending)?;
+            // The alias must still be the one authorized (not deleted nor moved meanwhile).
+            coffer_store::update_json(t, NS_ALIAS, &ak, store_err, |a: &mut Alias| {
+                if a.target != old_target {
+                    return Err(ServiceError::new(
+                        "ConflictException",
+                        400,
+                        format!("Alias {} was changed by another request; retry.", a.arn),
+                    ));
+                }
+                a.target = new.id.clone();
+                a.updated = now;
+                Ok(())
+            })?
+            .ok_or_else(|| not_found(format!("Alias {} is not found.", a.arn)))
+        })?;
         Ok(json!({}))
     }
 
@@ -1500,7 +1556,7 @@ impl Kms {
                 "1 validation error detected: Value '{days}' at 'rotationPeriodInDays' failed to satisfy constraint: Member must have value greater than or equal to 90 and less than or equal to 2560"
             )));
         }
-        let mut k = self.key_for(
+        let k = self.key_for(
             ctx,
             inp,
             "KeyId",
@@ -1509,9 +1565,12 @@ impl Kms {
             StateRule::Rotation,
         )?;
         require_rotatable(&k)?;
-        k.rotation_period_days = Some(days);
-        k.next_rotation = Some(self.now() + days as f64 * DAY);
-        self.save(&k)?;
+        let next = self.now() + days as f64 * DAY;
+        self.update_key(&k, StateRule::Rotation, |k| {
+            k.rotation_period_days = Some(days);
+            k.next_rotation = Some(next);
+            Ok(())
+        })?;
         Ok(json!({}))
     }
 
@@ -1524,7 +1583,7 @@ impl Kms {
     }
 
     fn rotate_on_demand(&self, ctx: &RequestContext, inp: &Input) -> R {
-        let mut k = self.key_for(
+        let k = self.key_for(
             ctx,
             inp,
             "KeyId",
@@ -1533,62 +1592,127 @@ impl Kms {
             StateRule::Rotation,
         )?;
         require_rotatable(&k)?;
-        if k.on_demand_rotations >= MAX_ON_DEMAND_ROTATIONS {
-            return Err(ServiceError::new(
-                "LimitExceededException",
-                400,
-                format!(
-                    "The on-demand rotations limit has been reached for the given keyId. No more on-demand rotations can be performed for this key: {}",
-                    k.arn
-                ),
-            ));
-        }
-        self.rotate(&mut k, "ON_DEMAND")?;
-        k.on_demand_rotations += 1;
-        self.save(&k)?;
+        self.update_key(&k, StateRule::Rotation, |k| {
+            if k.on_demand_rotations >= MAX_ON_DEMAND_ROTATIONS {
+                return Err(ServiceError::new(
+                    "LimitExceededException",
+                    400,
+                    format!(
+                        "The on-demand rotations limit has been reached for the given keyId. No more on-demand rotations can be performed for this key: {}",
+                        k.arn
+                    ),
+                ));
+            }
+            self.rotate(k, "ON_DEMAND")?;
+            k.on_demand_rotations += 1;
+            Ok(())
+        })?;
         Ok(json!({ "KeyId": k.id }))
     }
 
     /// Background work that is due: destroys keys whose deletion date has passed (with their
-    /// aliases and every material version) and rotates keys whose rotation is due.
+    /// aliases, grants and every material version) and rotates keys whose rotation is due. The
+    /// scan only finds candidates: each key is re-read inside its own transaction and changed
+    /// only if it is still due there, so a CancelKeyDeletion, PutKeyPolicy or rotation
+    /// acknowledged meanwhile is never reverted or overridden.
     pub fn run_due(&self) -> Result<(usize, usize), ServiceError> {
         let now = self.now();
-        let rows: Vec<(String, KmsKey)> =
-            scan_json(&*self.store, NS_KEY, "", None, usize::MAX).map_err(store_err)?;
         let (mut deleted, mut rotated) = (0, 0);
-        for (row_key, mut k) in rows {
-            if k.state == KeyState::PendingDeletion && k.deletion_date.is_some_and(|d| d <= now) {
-                let aliases = self.aliases_of(&k.account, &k.id)?;
-                let grants = self.grants_of(&k.account, &k.id)?;
-                self.tx(|t| {
-                    t.delete(NS_KEY, &row_key).map_err(store_err)?;
-                    for g in &grants {
-                        t.delete(
-                            crate::grants::NS_GRANT,
-                            &format!("{}/{}/{}", k.account, k.id, g.id),
+        let mut after: Option<String> = None;
+        loop {
+            let rows: Vec<(String, KmsKey)> =
+                scan_json(&*self.store, NS_KEY, "", after.as_deref(), 500).map_err(store_err)?;
+            let Some((last, _)) = rows.last() else { break };
+            after = Some(last.clone());
+            for (row_key, k) in rows {
+                if k.state == KeyState::PendingDeletion {
+                    if self.destroy_if_due(&row_key, now)? {
+                        tracing::info!(key = %k.arn, "key deleted: its material is destroyed");
+                        deleted += 1;
+                    }
+                } else if k.state == KeyState::Enabled && k.next_rotation.is_some_and(|n| n <= now)
+                {
+                    let done = self.tx(|t| {
+                        coffer_store::update_json(
+                            t,
+                            NS_KEY,
+                            &row_key,
+                            store_err,
+                            |k: &mut KmsKey| {
+                                let (Some(p), Some(next)) =
+                                    (k.rotation_period_days, k.next_rotation)
+                                else {
+                                    return Ok(false);
+                                };
+                                if k.state != KeyState::Enabled || next > now {
+                                    return Ok(false);
+                                }
+                                self.rotate(k, "AUTOMATIC")?;
+                                k.next_rotation =
+                                    Some(next.max(now - p as f64 * DAY) + p as f64 * DAY);
+                                Ok(true)
+                            },
                         )
-                        .map_err(store_err)?;
+                    })?;
+                    if done == Some(true) {
+                        rotated += 1;
                     }
-                    for a in &aliases {
-                        t.delete(NS_ALIAS, &format!("{}/{a}", k.account))
-                            .map_err(store_err)?;
-                    }
-                    Ok(())
-                })?;
-                tracing::info!(key = %k.arn, "key deleted: its material is destroyed");
-                deleted += 1;
-            } else if k.state == KeyState::Enabled
-                && let (Some(p), Some(next)) = (k.rotation_period_days, k.next_rotation)
-                && next <= now
-            {
-                self.rotate(&mut k, "AUTOMATIC")?;
-                k.next_rotation = Some(next.max(now - p as f64 * DAY) + p as f64 * DAY);
-                self.save(&k)?;
-                rotated += 1;
+                }
             }
+        }
+        if deleted > 0 {
+            self.after_destruction();
         }
         Ok((deleted, rotated))
     }
+
+    /// Makes destroyed keys unrecoverable from the store's files too (deleted rows zeroed,
+    /// journal truncated).
+    fn after_destruction(&self) {
+        if let Err(e) = self.store.purge_deleted() {
+            tracing::warn!(error = %e, "could not purge destroyed key material from the store's files");
+        }
+    }
+
+    /// Destroys the key at `row_key` (its record with every material version, its grants and
+    /// its aliases) in one transaction, if it is there still pending deletion and due.
+    fn destroy_if_due(&self, row_key: &str, now: f64) -> Result<bool, ServiceError> {
+        self.tx(|t| {
+            let Some(k) = get_json::<KmsKey>(&*t, NS_KEY, row_key).map_err(store_err)? else {
+                return Ok(false);
+            };
+            if k.state != KeyState::PendingDeletion || !k.deletion_date.is_some_and(|d| d <= now) {
+                return Ok(false);
+            }
+            t.delete(NS_KEY, row_key).map_err(store_err)?;
+            let grant_prefix = format!("{}/{}/", k.account, k.id);
+            loop {
+                let grants = t
+                    .scan(crate::grants::NS_GRANT, &grant_prefix, None, 1000)
+                    .map_err(store_err)?;
+                if grants.is_empty() {
+                    break;
+                }
+                for (g, _) in grants {
+                    t.delete(crate::grants::NS_GRANT, &g).map_err(store_err)?;
+                }
+            }
+            for name in self.alias_names_in(&*t, &k.account, &k.id)? {
+                t.delete(NS_ALIAS, &format!("{}/{name}", k.account))
+                    .map_err(store_err)?;
+            }
+            Ok(true)
+        })
+    }
+}
+
+/// The key `key` names, read inside the transaction `t` and checked against `rule` there.
+fn key_in(t: &dyn Txn, key: &KmsKey, rule: StateRule) -> Result<KmsKey, ServiceError> {
+    let k: KmsKey = get_json(t, NS_KEY, &format!("{}/{}", key.account, key.id))
+        .map_err(store_err)?
+        .ok_or_else(|| not_found(format!("Key '{}' does not exist", key.arn)))?;
+    check_state(&k, rule)?;
+    Ok(k)
 }
 
 fn require_rotatable(k: &KmsKey) -> Result<(), ServiceError> {

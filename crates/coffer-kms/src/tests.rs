@@ -847,3 +847,235 @@ fn data_key_provider_acts_as_the_caller_via_a_service() {
     );
     assert!(format!("{dk:?}").contains("<redacted>"));
 }
+
+// ---------- concurrent changes to one key: nothing acknowledged is lost ----------
+
+/// Runs `a` and `b` released together on two threads.
+fn race<A: Send, B: Send>(a: impl FnOnce() -> A + Send, b: impl FnOnce() -> B + Send) -> (A, B) {
+    let go = std::sync::Barrier::new(2);
+    std::thread::scope(|s| {
+        let ha = s.spawn(|| {
+            go.wait();
+            a()
+        });
+        let hb = s.spawn(|| {
+            go.wait();
+            b()
+        });
+        (ha.join().unwrap(), hb.join().unwrap())
+    })
+}
+
+#[test]
+fn rotations_tags_and_encryptions_at_once_lose_nothing() {
+    let f = fx();
+    let id = new_key(&f, json!({}));
+    let rotations = std::sync::atomic::AtomicUsize::new(0);
+    let cts = std::sync::Mutex::new(Vec::new());
+    let last_tags = std::sync::Mutex::new(std::collections::HashMap::new());
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            for _ in 0..20 {
+                if call(&f, &f.root, "RotateKeyOnDemand", json!({"KeyId": id})).is_ok() {
+                    rotations.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }
+            }
+        });
+        for t in 0..3 {
+            let (f, id, last_tags) = (&f, &id, &last_tags);
+            s.spawn(move || {
+                for i in 0..30 {
+                    let (k, v) = (format!("t{t}"), format!("v{i}"));
+                    call(
+                        f,
+                        &f.root,
+                        "TagResource",
+                        json!({"KeyId": id, "Tags": [{"TagKey": k, "TagValue": v}]}),
+                    )
+                    .unwrap();
+                    last_tags.lock().unwrap().insert(k, v);
+                }
+            });
+        }
+        for _ in 0..2 {
+            let (f, id, cts) = (&f, &id, &cts);
+            s.spawn(move || {
+                for _ in 0..60 {
+                    let o = call(
+                        f,
+                        &f.root,
+                        "Encrypt",
+                        json!({"KeyId": id, "Plaintext": "c2VjcmV0"}),
+                    )
+                    .unwrap();
+                    cts.lock().unwrap().push(o["CiphertextBlob"].clone());
+                }
+            });
+        }
+    });
+    let listed = call(&f, &f.root, "ListKeyRotations", json!({"KeyId": id})).unwrap();
+    assert_eq!(
+        listed["Rotations"].as_array().unwrap().len(),
+        rotations.load(std::sync::atomic::Ordering::SeqCst),
+        "every acknowledged rotation is listed"
+    );
+    for ct in cts.lock().unwrap().iter() {
+        let o = call(&f, &f.root, "Decrypt", json!({"CiphertextBlob": ct})).unwrap();
+        assert_eq!(o["Plaintext"], "c2VjcmV0");
+    }
+    let tags = call(&f, &f.root, "ListResourceTags", json!({"KeyId": id})).unwrap();
+    for (k, v) in last_tags.lock().unwrap().iter() {
+        assert!(
+            tags["Tags"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|t| t["TagKey"] == *k && t["TagValue"] == *v),
+            "tag {k}={v} acknowledged last, missing from {tags}"
+        );
+    }
+}
+
+#[test]
+fn state_and_policy_changes_racing_tags_are_never_reverted() {
+    let f = fx();
+    let deny_all = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::123456789012:root"},"Action":"kms:*","Resource":"*"},{"Effect":"Deny","Principal":{"AWS":"*"},"Action":"kms:Encrypt","Resource":"*"}]}"#;
+    for i in 0..10 {
+        let id = new_key(&f, json!({}));
+        let tag = || {
+            call(
+                &f,
+                &f.root,
+                "TagResource",
+                json!({"KeyId": id, "Tags": [{"TagKey": "k", "TagValue": format!("{i}")}]}),
+            )
+            .unwrap()
+        };
+        race(
+            || call(&f, &f.root, "DisableKey", json!({"KeyId": id})).unwrap(),
+            tag,
+        );
+        race(
+            || {
+                call(
+                    &f,
+                    &f.root,
+                    "PutKeyPolicy",
+                    json!({"KeyId": id, "Policy": deny_all}),
+                )
+                .unwrap()
+            },
+            tag,
+        );
+        race(
+            || {
+                call(
+                    &f,
+                    &f.root,
+                    "ScheduleKeyDeletion",
+                    json!({"KeyId": id, "PendingWindowInDays": 7}),
+                )
+                .unwrap()
+            },
+            || {
+                // Refused once the deletion is scheduled; never reverts it.
+                let _ = call(
+                    &f,
+                    &f.root,
+                    "TagResource",
+                    json!({"KeyId": id, "Tags": [{"TagKey": "x", "TagValue": "y"}]}),
+                );
+            },
+        );
+        let d = call(&f, &f.root, "DescribeKey", json!({"KeyId": id})).unwrap();
+        assert_eq!(d["KeyMetadata"]["KeyState"], "PendingDeletion", "round {i}");
+        let p = call(&f, &f.root, "GetKeyPolicy", json!({"KeyId": id})).unwrap();
+        assert_eq!(p["Policy"], deny_all, "round {i}");
+    }
+}
+
+#[test]
+fn background_work_never_reverts_a_change_made_during_its_scan() {
+    let f = fx();
+    for i in 0..8 {
+        // A key due for automatic rotation, scheduled for deletion while the rotation runs.
+        let id = new_key(&f, json!({}));
+        call(
+            &f,
+            &f.root,
+            "EnableKeyRotation",
+            json!({"KeyId": id, "RotationPeriodInDays": 90}),
+        )
+        .unwrap();
+        f.clock.advance(time::Duration::days(91));
+        race(
+            || f.kms.run_due().unwrap(),
+            || {
+                call(
+                    &f,
+                    &f.root,
+                    "ScheduleKeyDeletion",
+                    json!({"KeyId": id, "PendingWindowInDays": 30}),
+                )
+                .unwrap()
+            },
+        );
+        let d = call(&f, &f.root, "DescribeKey", json!({"KeyId": id})).unwrap();
+        assert_eq!(d["KeyMetadata"]["KeyState"], "PendingDeletion", "round {i}");
+        // A key due for destruction whose deletion is cancelled while the destruction runs:
+        // either the cancel is acknowledged and the key lives, or the key is gone and the
+        // cancel fails. Never both.
+        let id = new_key(&f, json!({}));
+        call(
+            &f,
+            &f.root,
+            "ScheduleKeyDeletion",
+            json!({"KeyId": id, "PendingWindowInDays": 7}),
+        )
+        .unwrap();
+        f.clock.advance(time::Duration::days(8));
+        let (_, cancel) = race(
+            || f.kms.run_due().unwrap(),
+            || call(&f, &f.root, "CancelKeyDeletion", json!({"KeyId": id})),
+        );
+        let d = call(&f, &f.root, "DescribeKey", json!({"KeyId": id}));
+        match cancel {
+            Ok(_) => assert_eq!(d.unwrap()["KeyMetadata"]["KeyState"], "Disabled"),
+            Err(e) => {
+                assert_eq!(e.code, "NotFoundException", "{e}");
+                assert_eq!(d.unwrap_err().code, "NotFoundException");
+            }
+        }
+        // Leave nothing due for the next round.
+        let _ = f.kms.run_due();
+    }
+}
+
+#[test]
+fn a_policy_parsed_from_a_stale_copy_of_the_key_is_never_used_for_the_new_policy() {
+    let f = fx();
+    let alice = user(&f, "alice", None);
+    let id = new_key(&f, json!({}));
+    let allow_alice = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::123456789012:root"},"Action":"kms:*","Resource":"*"},{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::123456789012:user/alice"},"Action":"kms:Encrypt","Resource":"*"}]}"#;
+    call(
+        &f,
+        &f.root,
+        "PutKeyPolicy",
+        json!({"KeyId": id, "Policy": allow_alice}),
+    )
+    .unwrap();
+    let enc = json!({"KeyId": id, "Plaintext": "eA=="});
+    call(&f, &alice, "Encrypt", enc.clone()).unwrap();
+    // A request that loaded the key before the revocation parses its (old) policy after it.
+    let stale = f.kms.resolve("123456789012", &id, false).unwrap();
+    call(
+        &f,
+        &f.root,
+        "PutKeyPolicy",
+        json!({"KeyId": id, "Policy": ops::default_policy("123456789012")}),
+    )
+    .unwrap();
+    f.kms.key_policy(&stale).unwrap();
+    let e = call(&f, &alice, "Encrypt", enc).unwrap_err();
+    assert_eq!(e.code, "AccessDeniedException", "the revocation holds: {e}");
+}

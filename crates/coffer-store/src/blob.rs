@@ -51,12 +51,34 @@ fn fsync_dir(p: &Path) -> io::Result<()> {
     File::open(p)?.sync_all()
 }
 
+/// Creates `dir` and any missing parents, fsyncing each parent a new directory was made in, so
+/// that a crash cannot lose a fan-out directory (and every blob under it) whose metadata has
+/// committed.
+fn create_dir_durably(dir: &Path) -> io::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    if let Some(parent) = dir.parent() {
+        create_dir_durably(parent)?;
+    }
+    match fs::create_dir(dir) {
+        Ok(()) => {}
+        // Made by a concurrent writer: it fsyncs the parent itself, but may not have yet.
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(e),
+    }
+    if let Some(parent) = dir.parent() {
+        fsync_dir(parent)?;
+    }
+    Ok(())
+}
+
 impl FileBlobStore {
     pub fn open(data_dir: &Path) -> Result<Self> {
         let root = data_dir.join("blobs");
         let tmp = data_dir.join("tmp");
-        fs::create_dir_all(&root)?;
-        fs::create_dir_all(&tmp)?;
+        create_dir_durably(&root)?;
+        create_dir_durably(&tmp)?;
         Ok(FileBlobStore { root, tmp })
     }
 
@@ -90,7 +112,7 @@ impl BlobWriter for FileWriter {
             .parent()
             .map(Path::to_path_buf)
             .unwrap_or_default();
-        fs::create_dir_all(&dir)?;
+        create_dir_durably(&dir)?;
         fs::rename(&self.tmp_path, &self.final_path)?;
         fsync_dir(&dir)?;
         self.committed = true;

@@ -8,9 +8,11 @@
 //! the same trait later.
 
 mod blob;
+mod lock;
 mod sqlite;
 
 pub use blob::{BlobStore, BlobWriter, FileBlobStore};
+pub use lock::{DataDirLock, lock_data_dir};
 pub use sqlite::SqliteMetaStore;
 
 use serde::{Serialize, de::DeserializeOwned};
@@ -27,6 +29,9 @@ pub enum StoreError {
     },
     #[error("not found")]
     NotFound,
+    /// A transaction closure ended with its own error (see [`transact`]).
+    #[error("transaction aborted")]
+    Aborted,
     #[error("I/O: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -68,6 +73,64 @@ pub trait MetaStore: Reader + Send + Sync {
     /// Runs `f` in one serializable write transaction; commits (durably, fsynced) only when `f`
     /// returns `Ok`. The closure may be called once.
     fn transact(&self, f: &mut dyn FnMut(&mut dyn Txn) -> Result<()>) -> Result<()>;
+
+    /// Makes rows deleted so far unrecoverable from the store's files (for destroyed key
+    /// material): no copy left in free pages or journals. May be slow; call it rarely.
+    fn purge_deleted(&self) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// Runs `f` in one transaction of `store` and carries the closure's own result or error type
+/// out of it: the one way every service runs a write transaction. Store failures (including a
+/// failed commit after `f` succeeded) become `E` through `on_store_error`. Everything `f` wrote
+/// commits durably when it returns `Ok`, and nothing does when it returns `Err` or panics.
+pub fn transact<T, E>(
+    store: &(impl MetaStore + ?Sized),
+    on_store_error: impl FnOnce(StoreError) -> E,
+    mut f: impl FnMut(&mut dyn Txn) -> std::result::Result<T, E>,
+) -> std::result::Result<T, E> {
+    let mut out: Option<std::result::Result<T, E>> = None;
+    let r = store.transact(&mut |t| match f(t) {
+        Ok(v) => {
+            out = Some(Ok(v));
+            Ok(())
+        }
+        Err(e) => {
+            out = Some(Err(e));
+            Err(StoreError::Aborted)
+        }
+    });
+    match (r, out) {
+        (Ok(()), Some(Ok(v))) => Ok(v),
+        (Err(StoreError::Aborted), Some(Err(e))) => Err(e),
+        (Err(e), _) => Err(on_store_error(e)),
+        (Ok(()), _) => Err(on_store_error(StoreError::Backend(
+            "transaction closure did not run".into(),
+        ))),
+    }
+}
+
+/// Reads the JSON record `ns/key` inside the transaction `t`, lets `f` change it, and writes it
+/// back in the same transaction: the one way to update a record, so that a concurrent writer's
+/// acknowledged change is never overwritten by a copy read earlier. `Ok(None)` (and nothing
+/// written) when there is no such record; nothing is written when `f` fails.
+pub fn update_json<T, R, E>(
+    t: &mut (impl Txn + ?Sized),
+    ns: &str,
+    key: &str,
+    on_store_error: impl Fn(StoreError) -> E,
+    f: impl FnOnce(&mut T) -> std::result::Result<R, E>,
+) -> std::result::Result<Option<R>, E>
+where
+    T: Serialize + DeserializeOwned,
+{
+    let Some(mut v) = get_json::<T>(&*t, ns, key).map_err(&on_store_error)? else {
+        return Ok(None);
+    };
+    let r = f(&mut v)?;
+    put_json(t, ns, key, &v).map_err(&on_store_error)?;
+    Ok(Some(r))
 }
 
 /// JSON helpers for typed records.

@@ -35,6 +35,7 @@ pub struct SqliteMetaStore {
     committed: Condvar,
     readers: Vec<Mutex<Connection>>,
     next: AtomicUsize,
+    path: std::path::PathBuf,
     generation: AtomicU64,
 }
 
@@ -55,6 +56,9 @@ fn open(path: &Path, write: bool) -> Result<Connection> {
         .map_err(be)?;
     if write {
         c.pragma_update(None, "journal_mode", "WAL").map_err(be)?;
+        // Deleted content (destroyed key material, deleted secrets) is overwritten with zeros
+        // in its page, and freed pages are zeroed, instead of lingering in the file.
+        c.pragma_update(None, "secure_delete", "ON").map_err(be)?;
     }
     c.pragma_update(None, "synchronous", "FULL").map_err(be)?;
     c.pragma_update(None, "foreign_keys", "ON").map_err(be)?;
@@ -93,6 +97,7 @@ impl SqliteMetaStore {
             committed: Condvar::new(),
             readers,
             next: AtomicUsize::new(0),
+            path: path.to_path_buf(),
             generation: AtomicU64::new(0),
         })
     }
@@ -216,10 +221,49 @@ impl MetaStore for SqliteMetaStore {
         self.generation.load(Ordering::Acquire)
     }
 
+    /// Deleted rows are already zeroed in their pages (`secure_delete`); what remains are the
+    /// older page images in the write-ahead log. A TRUNCATE checkpoint copies the log into the
+    /// database and empties the log file.
+    fn purge_deleted(&self) -> Result<()> {
+        let c = open(&self.path, true)?;
+        // A reader in the middle of a read keeps the log in use: try again a few times.
+        for _ in 0..20 {
+            let (busy, _, _): (i64, i64, i64) = c
+                .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })
+                .map_err(be)?;
+            if busy == 0 {
+                return Ok(());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        Err(StoreError::Backend(
+            "checkpoint could not complete: the log is in use".into(),
+        ))
+    }
+
     /// Runs `f` in a transaction and returns once it is durable. Concurrent transactions are
     /// committed together: each runs in its own savepoint inside one SQLite transaction (so a
     /// failing one rolls back alone), and the last writer in line commits for all of them.
+    /// A closure that panics is rolled back like a failing one (its batch-mates still commit and
+    /// are woken), then the panic goes on.
     fn transact(&self, f: &mut dyn FnMut(&mut dyn Txn) -> Result<()>) -> Result<()> {
+        let mut panicked = None;
+        let r = self.transact_batched(f, &mut panicked);
+        if let Some(p) = panicked {
+            std::panic::resume_unwind(p);
+        }
+        r
+    }
+}
+
+impl SqliteMetaStore {
+    fn transact_batched(
+        &self,
+        f: &mut dyn FnMut(&mut dyn Txn) -> Result<()>,
+        panicked: &mut Option<Box<dyn std::any::Any + Send>>,
+    ) -> Result<()> {
         self.waiting.fetch_add(1, Ordering::AcqRel);
         let mut w = self.writer.lock();
         self.waiting.fetch_sub(1, Ordering::AcqRel);
@@ -241,7 +285,13 @@ impl MetaStore for SqliteMetaStore {
                 c: &w.c,
                 cached: false,
             };
-            result = f(&mut t);
+            result = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&mut t))) {
+                Ok(r) => r,
+                Err(p) => {
+                    *panicked = Some(p);
+                    Err(StoreError::Backend("transaction panicked".into()))
+                }
+            };
             let touched_cached = t.cached;
             let end = if result.is_ok() {
                 exec(&w.c, "RELEASE tx")
@@ -388,6 +438,115 @@ mod tests {
         });
         assert!(r.is_err());
         assert_eq!(s.get("ns", "k").unwrap(), None);
+    }
+
+    #[test]
+    fn a_panicking_transaction_is_rolled_back_and_the_next_batch_commits_without_it() {
+        let (_d, s) = store();
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            s.transact(&mut |t| {
+                t.put("ns", "partial", b"v")?;
+                panic!("boom");
+            })
+        }));
+        assert!(r.is_err(), "the panic goes on to the caller");
+        s.transact(&mut |t| t.put("ns", "next", b"v")).unwrap();
+        assert_eq!(s.get("ns", "next").unwrap().as_deref(), Some(&b"v"[..]));
+        assert_eq!(
+            s.get("ns", "partial").unwrap(),
+            None,
+            "partial writes never commit"
+        );
+        // And the store is still usable by many writers at once.
+        let s = std::sync::Arc::new(s);
+        let threads: Vec<_> = (0..4)
+            .map(|i| {
+                let s = s.clone();
+                std::thread::spawn(move || {
+                    for j in 0..20 {
+                        let key = format!("{i}/{j}");
+                        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                            s.transact(&mut |t| {
+                                t.put("ns", &key, b"v")?;
+                                if j % 5 == 0 {
+                                    panic!("boom");
+                                }
+                                Ok(())
+                            })
+                        }));
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let rows = s.scan("ns", "", None, 1000).unwrap();
+        assert_eq!(rows.len(), 1 + 4 * 16, "{rows:?}");
+        for (k, _) in rows.iter().filter(|(k, _)| k != "next") {
+            let j: u32 = k.split('/').nth(1).unwrap().parse().unwrap();
+            assert_ne!(j % 5, 0, "{k} panicked and must not be stored");
+        }
+    }
+
+    #[test]
+    fn transact_carries_the_closures_error_and_update_json_reads_inside() {
+        #[derive(Debug, PartialEq)]
+        enum E {
+            Store,
+            Mine(&'static str),
+        }
+        let (_d, s) = store();
+        crate::transact(
+            &s,
+            |_| E::Store,
+            |t| put_json(t, "ns", "k", &1u32).map_err(|_| E::Store),
+        )
+        .unwrap();
+        let r: std::result::Result<(), E> = crate::transact(
+            &s,
+            |_| E::Store,
+            |t| {
+                crate::update_json(
+                    t,
+                    "ns",
+                    "k",
+                    |_| E::Store,
+                    |v: &mut u32| {
+                        *v += 1;
+                        Ok::<_, E>(())
+                    },
+                )?;
+                Err(E::Mine("no"))
+            },
+        );
+        assert_eq!(r, Err(E::Mine("no")));
+        assert_eq!(get_json::<u32>(&s, "ns", "k").unwrap(), Some(1));
+        let n = crate::transact(
+            &s,
+            |_| E::Store,
+            |t| {
+                crate::update_json(
+                    t,
+                    "ns",
+                    "k",
+                    |_| E::Store,
+                    |v: &mut u32| {
+                        *v += 1;
+                        Ok::<_, E>(*v)
+                    },
+                )
+            },
+        )
+        .unwrap();
+        assert_eq!(n, Some(2));
+        let missing = crate::transact(
+            &s,
+            |_| E::Store,
+            |t| crate::update_json(t, "ns", "nope", |_| E::Store, |_: &mut u32| Ok::<_, E>(())),
+        )
+        .unwrap();
+        assert_eq!(missing, None);
     }
 
     #[test]
