@@ -139,37 +139,8 @@ impl Iam {
         root_key_id: Option<&str>,
         root_secret: Option<&str>,
     ) -> Result<Bootstrap, String> {
-        let stored_acct: Option<String> =
-            get_json(&*self.store, NS_META, "account").map_err(|e| e.to_string())?;
-        let stored_key: Option<String> =
-            get_json(&*self.store, NS_META, "root-access-key").map_err(|e| e.to_string())?;
-        if let (Some(acct), Some(key_id)) = (stored_acct, stored_key) {
-            if let Some(a) = account_id.filter(|a| *a != acct) {
-                return Err(format!(
-                    "COFFER_ACCOUNT_ID={a} contradicts the account {acct} stored in this data dir; unset it or use another --data-dir"
-                ));
-            }
-            if let Some(k) = root_key_id.filter(|k| *k != key_id) {
-                return Err(format!(
-                    "COFFER_ROOT_ACCESS_KEY_ID={k} contradicts the root access key {key_id} stored in this data dir; unset it or use another --data-dir"
-                ));
-            }
-            if let Some(s) = root_secret {
-                let rec: Option<AccessKey> =
-                    get_json(&*self.store, NS_ACCESS_KEY, &key_id).map_err(|e| e.to_string())?;
-                let rec = rec.ok_or("the stored root access key is missing")?;
-                let stored = self
-                    .unwrap_secret("iam-secret", &key_id, &rec.secret)
-                    .map_err(|_| "cannot unwrap the stored root secret: is this the data dir's root key?")?;
-                if !coffer_crypto::ct_eq(stored.as_bytes(), s.as_bytes()) {
-                    return Err("COFFER_ROOT_SECRET_ACCESS_KEY contradicts the root secret stored in this data dir".into());
-                }
-            }
-            return Ok(Bootstrap {
-                account_id: acct,
-                root_access_key_id: key_id,
-                generated_secret: None,
-            });
+        if let Some(b) = self.bootstrapped(account_id, root_key_id, root_secret)? {
+            return Ok(b);
         }
         let acct = match account_id {
             Some(a) if coffer_core::is_valid_account_id(a) => a.to_string(),
@@ -215,19 +186,79 @@ impl Iam {
             id: acct.clone(),
             created: now,
         };
-        self.store
-            .transact(&mut |t| {
-                put_json(t, NS_ACCOUNT, &acct, &account)?;
-                put_json(t, NS_ACCESS_KEY, &key_id, &rec)?;
-                put_json(t, NS_META, "account", &acct)?;
-                put_json(t, NS_META, "root-access-key", &key_id)
-            })
-            .map_err(|e| e.to_string())?;
+        // Whether the data dir is still empty is decided in the transaction that fills it.
+        let fresh = coffer_store::transact(
+            &*self.store,
+            |e| e.to_string(),
+            |t| {
+                let there: Option<String> =
+                    get_json(&*t, NS_META, "account").map_err(|e| e.to_string())?;
+                if there.is_some() {
+                    return Ok(false);
+                }
+                put_json(t, NS_ACCOUNT, &acct, &account).map_err(|e| e.to_string())?;
+                put_json(t, NS_ACCESS_KEY, &key_id, &rec).map_err(|e| e.to_string())?;
+                put_json(t, NS_META, "account", &acct).map_err(|e| e.to_string())?;
+                put_json(t, NS_META, "root-access-key", &key_id).map_err(|e| e.to_string())?;
+                Ok(true)
+            },
+        )?;
+        if !fresh {
+            // Another start bootstrapped this data dir meanwhile: check against what it stored.
+            return self
+                .bootstrapped(account_id, root_key_id, root_secret)?
+                .ok_or_else(|| "this data dir's account has no root access key".to_string());
+        }
         Ok(Bootstrap {
             account_id: acct,
             root_access_key_id: key_id,
             generated_secret: generated.then_some(secret),
         })
+    }
+
+    /// The stored account and root key, checked against the given values; `None` before the
+    /// first start.
+    fn bootstrapped(
+        &self,
+        account_id: Option<&str>,
+        root_key_id: Option<&str>,
+        root_secret: Option<&str>,
+    ) -> Result<Option<Bootstrap>, String> {
+        let stored_acct: Option<String> =
+            get_json(&*self.store, NS_META, "account").map_err(|e| e.to_string())?;
+        let stored_key: Option<String> =
+            get_json(&*self.store, NS_META, "root-access-key").map_err(|e| e.to_string())?;
+        let (Some(acct), Some(key_id)) = (stored_acct, stored_key) else {
+            return Ok(None);
+        };
+        if let Some(a) = account_id.filter(|a| *a != acct) {
+            return Err(format!(
+                "COFFER_ACCOUNT_ID={a} contradicts the account {acct} stored in this data dir; unset it or use another --data-dir"
+            ));
+        }
+        if let Some(k) = root_key_id.filter(|k| *k != key_id) {
+            return Err(format!(
+                "COFFER_ROOT_ACCESS_KEY_ID={k} contradicts the root access key {key_id} stored in this data dir; unset it or use another --data-dir"
+            ));
+        }
+        if let Some(s) = root_secret {
+            let rec: Option<AccessKey> =
+                get_json(&*self.store, NS_ACCESS_KEY, &key_id).map_err(|e| e.to_string())?;
+            let rec = rec.ok_or("the stored root access key is missing")?;
+            let stored = self
+                .unwrap_secret("iam-secret", &key_id, &rec.secret)
+                .map_err(
+                    |_| "cannot unwrap the stored root secret: is this the data dir's root key?",
+                )?;
+            if !coffer_crypto::ct_eq(stored.as_bytes(), s.as_bytes()) {
+                return Err("COFFER_ROOT_SECRET_ACCESS_KEY contradicts the root secret stored in this data dir".into());
+            }
+        }
+        Ok(Some(Bootstrap {
+            account_id: acct,
+            root_access_key_id: key_id,
+            generated_secret: None,
+        }))
     }
 
     /// The secret of an access key (long-term or STS), without checking a session token: for
@@ -430,17 +461,28 @@ impl Iam {
     /// Records that a long-term access key was used (see [`Iam::key_use_due`]).
     pub fn note_key_used(&self, access_key_id: &str, service: &str, region: &str) {
         let now = self.now();
-        let r = self.store.transact(&mut |t| {
-            if let Some(mut rec) = get_json::<AccessKey>(t, NS_ACCESS_KEY, access_key_id)? {
-                rec.last_used = Some(LastUsed {
-                    date: now,
-                    service: service.to_string(),
-                    region: region.to_string(),
-                });
-                put_json(t, NS_ACCESS_KEY, access_key_id, &rec)?;
-            }
-            Ok(())
-        });
+        // Read and written in one transaction: a concurrent UpdateAccessKey is kept, and a key
+        // deleted meanwhile stays deleted (nothing is written when the record is gone).
+        let r = coffer_store::transact(
+            &*self.store,
+            |e| e,
+            |t| {
+                coffer_store::update_json(
+                    t,
+                    NS_ACCESS_KEY,
+                    access_key_id,
+                    |e| e,
+                    |rec: &mut AccessKey| {
+                        rec.last_used = Some(LastUsed {
+                            date: now,
+                            service: service.to_string(),
+                            region: region.to_string(),
+                        });
+                        Ok(())
+                    },
+                )
+            },
+        );
         if let Err(e) = r {
             tracing::warn!(error = %e, "could not record access key use");
         }

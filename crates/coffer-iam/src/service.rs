@@ -29,37 +29,33 @@ fn limit(msg: impl Into<String>) -> ServiceError {
 fn malformed(msg: impl Into<String>) -> ServiceError {
     ServiceError::new("MalformedPolicyDocument", 400, msg)
 }
-fn store_err(e: coffer_store::StoreError) -> ServiceError {
+pub(crate) fn store_err(e: coffer_store::StoreError) -> ServiceError {
     internal(e)
 }
 
-/// Aborts a transaction with a service error (carried out through the store's error type).
-struct Abort(ServiceError);
-thread_local! {
-    static ABORT: std::cell::RefCell<Option<ServiceError>> = const { std::cell::RefCell::new(None) };
-}
-fn abort(e: ServiceError) -> coffer_store::StoreError {
-    ABORT.with(|a| *a.borrow_mut() = Some(e));
-    coffer_store::StoreError::NotFound
-}
-impl Abort {
-    fn take(e: coffer_store::StoreError) -> ServiceError {
-        ABORT
-            .with(|a| a.borrow_mut().take())
-            .map(|e| Abort(e).0)
-            .unwrap_or_else(|| store_err(e))
-    }
+/// Runs one write transaction whose closure may fail with a [`ServiceError`] (returned as is,
+/// with nothing written) and returns the closure's value. Every read-modify-write re-reads what
+/// it changes inside the closure: a copy read before the transaction may be stale.
+pub(crate) fn tx<T>(
+    iam: &Iam,
+    f: impl FnMut(&mut dyn Txn) -> Result<T, ServiceError>,
+) -> Result<T, ServiceError> {
+    coffer_store::transact(&*iam.store, store_err, f)
 }
 
-/// Runs a write transaction whose closure may fail with a [`ServiceError`].
-fn tx(
-    iam: &Iam,
-    mut f: impl FnMut(&mut dyn Txn) -> Result<(), ServiceError>,
-) -> Result<(), ServiceError> {
-    ABORT.with(|a| *a.borrow_mut() = None);
-    iam.store
-        .transact(&mut |t| f(t).map_err(abort))
-        .map_err(Abort::take)
+/// Updates the JSON record `ns/key` inside `t` (see [`coffer_store::update_json`]); `missing`
+/// when there is none.
+fn update<T, V>(
+    t: &mut dyn Txn,
+    ns: &str,
+    key: &str,
+    missing: impl FnOnce() -> ServiceError,
+    f: impl FnOnce(&mut T) -> Result<V, ServiceError>,
+) -> Result<V, ServiceError>
+where
+    T: serde::Serialize + serde::de::DeserializeOwned,
+{
+    coffer_store::update_json(t, ns, key, store_err, f)?.ok_or_else(missing)
 }
 
 fn get<T: serde::de::DeserializeOwned>(
@@ -687,52 +683,43 @@ impl Iam {
         };
         self.authorize(ctx, verb, "*")?;
         let acct_key = format!("account/{a}");
-        let current: Option<String> =
-            get_json(self.reader(), NS_ACCOUNT_ALIAS, &acct_key).map_err(internal)?;
-        let owner: Option<String> =
-            get_json(self.reader(), NS_ACCOUNT_ALIAS, &format!("alias/{alias}"))
-                .map_err(internal)?;
-        if create {
-            match owner {
-                Some(o) if o == a => return Ok(None),
-                Some(_) => {
+        let alias_key = format!("alias/{alias}");
+        // The current alias and the new alias's owner are read in the transaction that changes
+        // them: two concurrent changes must not both act on the same old alias.
+        tx(self, |t| {
+            let current: Option<String> = get(t, NS_ACCOUNT_ALIAS, &acct_key)?;
+            if create {
+                let owner: Option<String> = get(t, NS_ACCOUNT_ALIAS, &alias_key)?;
+                match owner {
+                    Some(o) if o == a => return Ok(()),
+                    Some(_) => {
+                        return Err(ServiceError::new(
+                            "EntityAlreadyExists",
+                            409,
+                            format!("The account alias {alias} already exists."),
+                        ));
+                    }
+                    None => {}
+                }
+                if let Some(old) = &current {
+                    t.delete(NS_ACCOUNT_ALIAS, &format!("alias/{old}"))
+                        .map_err(store_err)?;
+                }
+                put(t, NS_ACCOUNT_ALIAS, &alias_key, &a.to_string())?;
+                put(t, NS_ACCOUNT_ALIAS, &acct_key, &alias.to_string())
+            } else {
+                if current.as_deref() != Some(alias) {
                     return Err(ServiceError::new(
-                        "EntityAlreadyExists",
-                        409,
-                        format!("The account alias {alias} already exists."),
+                        "NoSuchEntity",
+                        404,
+                        format!("The account alias {alias} cannot be found."),
                     ));
                 }
-                None => {}
+                t.delete(NS_ACCOUNT_ALIAS, &alias_key).map_err(store_err)?;
+                t.delete(NS_ACCOUNT_ALIAS, &acct_key).map_err(store_err)?;
+                Ok(())
             }
-            self.store
-                .transact(&mut |t| {
-                    if let Some(old) = &current {
-                        t.delete(NS_ACCOUNT_ALIAS, &format!("alias/{old}"))?;
-                    }
-                    put_json(
-                        t,
-                        NS_ACCOUNT_ALIAS,
-                        &format!("alias/{alias}"),
-                        &a.to_string(),
-                    )?;
-                    put_json(t, NS_ACCOUNT_ALIAS, &acct_key, &alias.to_string())
-                })
-                .map_err(internal)?;
-        } else {
-            if current.as_deref() != Some(alias) {
-                return Err(ServiceError::new(
-                    "NoSuchEntity",
-                    404,
-                    format!("The account alias {alias} cannot be found."),
-                ));
-            }
-            self.store
-                .transact(&mut |t| {
-                    t.delete(NS_ACCOUNT_ALIAS, &format!("alias/{alias}"))?;
-                    t.delete(NS_ACCOUNT_ALIAS, &acct_key).map(|_| ())
-                })
-                .map_err(internal)?;
-        }
+        })?;
         Ok(None)
     }
 
@@ -987,40 +974,48 @@ impl Iam {
 
     fn create_access_key(&self, ctx: &RequestContext, a: &str, p: &Params) -> R {
         let target = self.target_user_name(ctx, p)?;
-        let (owner, arn, user_name) = match &target {
-            Some(n) => {
-                let u: User = self.load(Entity::User, a, n)?;
-                (KeyOwner::User(u.name.clone()), u.arn.clone(), Some(u.name))
-            }
-            None => (KeyOwner::Root, coffer_core::root_arn(a), None),
+        let arn = match &target {
+            Some(n) => self.load::<User>(Entity::User, a, n)?.arn,
+            None => coffer_core::root_arn(a),
         };
         self.authorize(ctx, "iam:CreateAccessKey", &arn)?;
         let id = ids::access_key_id("AKIA");
         let secret = Zeroizing::new(ids::secret_access_key());
-        let rec = AccessKey {
-            id: id.clone(),
-            account: a.to_string(),
-            owner: owner.clone(),
-            status: "Active".into(),
-            created: self.now(),
-            secret: self.wrap_secret("iam-secret", &id, &secret)?,
-            last_used: None,
-        };
-        tx(self, |t| {
-            if let Some(n) = &user_name {
-                let key = name_key(a, n);
-                let mut u: User =
-                    get(t, NS_USER, &key)?.ok_or_else(|| Entity::User.not_found(n))?;
-                if u.access_keys.len() >= 2 {
-                    return Err(limit("Cannot exceed quota for AccessKeysPerUser: 2"));
-                }
-                u.access_keys.push(id.clone());
-                put(t, NS_USER, &key, &u)?;
-            }
-            put(t, NS_ACCESS_KEY, &id, &rec)
+        let wrapped = self.wrap_secret("iam-secret", &id, &secret)?;
+        let created = self.now();
+        // The owner's key list (and its quota) is read and extended in the transaction that
+        // stores the key, with the owner's name as stored there.
+        let rec = tx(self, |t| {
+            let owner = match &target {
+                Some(n) => update(
+                    t,
+                    NS_USER,
+                    &name_key(a, n),
+                    || Entity::User.not_found(n),
+                    |u: &mut User| {
+                        if u.access_keys.len() >= 2 {
+                            return Err(limit("Cannot exceed quota for AccessKeysPerUser: 2"));
+                        }
+                        u.access_keys.push(id.clone());
+                        Ok(KeyOwner::User(u.name.clone()))
+                    },
+                )?,
+                None => KeyOwner::Root,
+            };
+            let rec = AccessKey {
+                id: id.clone(),
+                account: a.to_string(),
+                owner,
+                status: "Active".into(),
+                created,
+                secret: wrapped.clone(),
+                last_used: None,
+            };
+            put(t, NS_ACCESS_KEY, &id, &rec)?;
+            Ok(rec)
         })?;
         let mut f = vec![];
-        if let Some(n) = &user_name {
+        if let KeyOwner::User(n) = &rec.owner {
             f.push(("UserName", Out::s(n)));
         }
         f.extend([
@@ -1120,34 +1115,50 @@ impl Iam {
             ));
         }
         let k = self.owned_key(ctx, a, p, "iam:UpdateAccessKey")?;
+        let missing = || no_such(format!("The Access Key with id {} cannot be found.", k.id));
         tx(self, |t| {
-            let mut rec: AccessKey = get(t, NS_ACCESS_KEY, &k.id)?.ok_or_else(|| {
-                no_such(format!("The Access Key with id {} cannot be found.", k.id))
-            })?;
-            rec.status = status.to_string();
-            put(t, NS_ACCESS_KEY, &k.id, &rec)
+            update(t, NS_ACCESS_KEY, &k.id, missing, |rec: &mut AccessKey| {
+                rec.status = status.to_string();
+                Ok(())
+            })
         })?;
         Ok(None)
     }
 
     fn delete_access_key(&self, ctx: &RequestContext, a: &str, p: &Params) -> R {
         let k = self.owned_key(ctx, a, p, "iam:DeleteAccessKey")?;
-        if k.owner == KeyOwner::Root && k.id == ctx.principal.access_key_id {
-            // Coffer's only way in for the account is the root key: keep one.
-            let (_, keys) = self.keys_of(a, None)?;
-            if keys.len() <= 1 {
-                return Err(conflict(
-                    "Cannot delete the root user's last access key: Coffer would have no way back into the account.",
-                ));
-            }
-        }
+        let own_root_key = k.owner == KeyOwner::Root && k.id == ctx.principal.access_key_id;
         tx(self, |t| {
-            if let KeyOwner::User(n) = &k.owner {
-                let key = name_key(a, n);
-                if let Some(mut u) = get::<User>(t, NS_USER, &key)? {
-                    u.access_keys.retain(|x| x != &k.id);
-                    put(t, NS_USER, &key, &u)?;
+            // The key, its owner and the root's other keys as they are now: a concurrent rename
+            // of the owner or deletion of another root key must be seen.
+            let rec: AccessKey = get(t, NS_ACCESS_KEY, &k.id)?.ok_or_else(|| {
+                no_such(format!("The Access Key with id {} cannot be found.", k.id))
+            })?;
+            if own_root_key {
+                // Coffer's only way in for the account is the root key: keep one.
+                let keys: Vec<(String, AccessKey)> =
+                    scan_json(&*t, NS_ACCESS_KEY, "", None, 10_000).map_err(store_err)?;
+                let root_keys = keys
+                    .iter()
+                    .filter(|(_, x)| x.account == a && x.owner == KeyOwner::Root)
+                    .count();
+                if root_keys <= 1 {
+                    return Err(conflict(
+                        "Cannot delete the root user's last access key: Coffer would have no way back into the account.",
+                    ));
                 }
+            }
+            if let KeyOwner::User(n) = &rec.owner {
+                coffer_store::update_json(
+                    t,
+                    NS_USER,
+                    &name_key(a, n),
+                    store_err,
+                    |u: &mut User| {
+                        u.access_keys.retain(|x| x != &k.id);
+                        Ok(())
+                    },
+                )?;
             }
             t.delete(NS_ACCESS_KEY, &k.id).map_err(store_err)?;
             Ok(())
@@ -1223,8 +1234,9 @@ impl Iam {
             None => None,
         };
         let now = self.now();
-        let mut result = None;
-        tx(self, |t| {
+        // The profile is read, checked and changed in one transaction (AWS's errors decided on
+        // what is stored when it commits).
+        let result = tx(self, |t| {
             let key = name_key(a, &name);
             let mut u: User =
                 get(t, NS_USER, &key)?.ok_or_else(|| Entity::User.not_found(&name))?;
@@ -1244,8 +1256,7 @@ impl Iam {
                 }
                 "get" => {
                     let lp = u.login_profile.as_ref().ok_or_else(missing)?;
-                    result = Some((lp.created, lp.reset_required));
-                    return Ok(());
+                    return Ok(Some((lp.created, lp.reset_required)));
                 }
                 "update" => {
                     let lp = u.login_profile.as_mut().ok_or_else(missing)?;
@@ -1262,10 +1273,10 @@ impl Iam {
                     }
                 }
             }
-            if let Some(lp) = &u.login_profile {
-                result = Some((lp.created, lp.reset_required));
-            }
-            put(t, NS_USER, &key, &u)
+            put(t, NS_USER, &key, &u)?;
+            Ok(u.login_profile
+                .as_ref()
+                .map(|lp| (lp.created, lp.reset_required)))
         })?;
         match (op, result) {
             ("create" | "get", Some((created, reset))) => Ok(Some(Out::Struct(vec![(
@@ -1312,18 +1323,35 @@ impl Iam {
                 "The old password is incorrect.",
             ));
         }
+        let checked = lp.hash.clone();
         check_password_policy(&new)?;
         let hash = hash_password(&new)?;
         tx(self, |t| {
             let key = name_key(a, &name);
-            let mut u: User =
-                get(t, NS_USER, &key)?.ok_or_else(|| Entity::User.not_found(&name))?;
-            let lp = u.login_profile.as_mut().ok_or_else(|| {
-                no_such(format!("Login Profile for User {name} cannot be found."))
-            })?;
-            lp.hash = hash.clone();
-            lp.reset_required = false;
-            put(t, NS_USER, &key, &u)
+            update(
+                t,
+                NS_USER,
+                &key,
+                || Entity::User.not_found(&name),
+                |u: &mut User| {
+                    let lp = u.login_profile.as_mut().ok_or_else(|| {
+                        no_such(format!("Login Profile for User {name} cannot be found."))
+                    })?;
+                    // The old password was checked against the hash read before: if the password
+                    // changed since (UpdateLoginProfile, another ChangePassword), check it again
+                    // against the one it would replace, or that change would be lost.
+                    if lp.hash != checked && !verify_password(Some(&lp.hash), &old) {
+                        return Err(ServiceError::new(
+                            "InvalidUserType",
+                            400,
+                            "The old password is incorrect.",
+                        ));
+                    }
+                    lp.hash = hash.clone();
+                    lp.reset_required = false;
+                    Ok(())
+                },
+            )
         })?;
         Ok(None)
     }
@@ -1458,6 +1486,7 @@ impl Iam {
         tx(self, |t| {
             let key = name_key(a, &mp.name);
             let cur: ManagedPolicy = get(t, NS_POLICY, &key)?
+                .filter(|p: &ManagedPolicy| p.arn == arn)
                 .ok_or_else(|| no_such(format!("Policy {arn} was not found.")))?;
             if cur.attachment_count > 0 {
                 return Err(conflict("Cannot delete a policy attached to entities."));
@@ -1545,31 +1574,32 @@ impl Iam {
         check_policy(doc, PolicyKind::Identity)?;
         Self::check_managed_size(doc)?;
         let now = self.now();
-        let mut created = None;
-        tx(self, |t| {
-            let key = name_key(a, &mp.name);
-            let mut cur: ManagedPolicy = get(t, NS_POLICY, &key)?
-                .ok_or_else(|| no_such(format!("Policy {arn} was not found.")))?;
-            if cur.versions.len() >= 5 {
-                return Err(limit(
-                    "A managed policy can have up to 5 versions. Before you create a new version, you must delete an existing version.",
-                ));
-            }
-            let v = PolicyVersion {
-                id: format!("v{}", cur.next_version),
-                document: doc.to_string(),
-                created: now,
-            };
-            cur.next_version += 1;
-            if set_default {
-                cur.default_version = v.id.clone();
-            }
-            cur.updated = now;
-            cur.versions.push(v.clone());
-            created = Some((v, cur.default_version.clone()));
-            put(t, NS_POLICY, &key, &cur)
+        let key = name_key(a, &mp.name);
+        let missing = || no_such(format!("Policy {arn} was not found."));
+        let (v, def) = tx(self, |t| {
+            update(t, NS_POLICY, &key, missing, |cur: &mut ManagedPolicy| {
+                if cur.arn != arn {
+                    return Err(missing());
+                }
+                if cur.versions.len() >= 5 {
+                    return Err(limit(
+                        "A managed policy can have up to 5 versions. Before you create a new version, you must delete an existing version.",
+                    ));
+                }
+                let v = PolicyVersion {
+                    id: format!("v{}", cur.next_version),
+                    document: doc.to_string(),
+                    created: now,
+                };
+                cur.next_version += 1;
+                if set_default {
+                    cur.default_version = v.id.clone();
+                }
+                cur.updated = now;
+                cur.versions.push(v.clone());
+                Ok((v, cur.default_version.clone()))
+            })
         })?;
-        let (v, def) = created.ok_or_else(ServiceError::internal)?;
         Ok(Some(Out::Struct(vec![(
             "PolicyVersion",
             Self::version_out(&v, &def, false),
@@ -1641,21 +1671,25 @@ impl Iam {
         let vid = p.req("VersionId")?;
         self.authorize(ctx, "iam:DeletePolicyVersion", arn)?;
         let mp = self.customer_policy(a, arn)?;
+        let key = name_key(a, &mp.name);
+        let missing = || no_such(format!("Policy {arn} was not found."));
         tx(self, |t| {
-            let key = name_key(a, &mp.name);
-            let mut cur: ManagedPolicy = get(t, NS_POLICY, &key)?
-                .ok_or_else(|| no_such(format!("Policy {arn} was not found.")))?;
-            if cur.default_version == vid {
-                return Err(conflict("Cannot delete the default version of a policy."));
-            }
-            let before = cur.versions.len();
-            cur.versions.retain(|v| v.id != vid);
-            if cur.versions.len() == before {
-                return Err(no_such(format!(
-                    "Policy {arn} version {vid} does not exist."
-                )));
-            }
-            put(t, NS_POLICY, &key, &cur)
+            update(t, NS_POLICY, &key, missing, |cur: &mut ManagedPolicy| {
+                if cur.arn != arn {
+                    return Err(missing());
+                }
+                if cur.default_version == vid {
+                    return Err(conflict("Cannot delete the default version of a policy."));
+                }
+                let before = cur.versions.len();
+                cur.versions.retain(|v| v.id != vid);
+                if cur.versions.len() == before {
+                    return Err(no_such(format!(
+                        "Policy {arn} version {vid} does not exist."
+                    )));
+                }
+                Ok(())
+            })
         })?;
         Ok(None)
     }
@@ -1666,18 +1700,22 @@ impl Iam {
         self.authorize(ctx, "iam:SetDefaultPolicyVersion", arn)?;
         let mp = self.customer_policy(a, arn)?;
         let now = self.now();
+        let key = name_key(a, &mp.name);
+        let missing = || no_such(format!("Policy {arn} was not found."));
         tx(self, |t| {
-            let key = name_key(a, &mp.name);
-            let mut cur: ManagedPolicy = get(t, NS_POLICY, &key)?
-                .ok_or_else(|| no_such(format!("Policy {arn} was not found.")))?;
-            if !cur.versions.iter().any(|v| v.id == vid) {
-                return Err(no_such(format!(
-                    "Policy {arn} version {vid} does not exist."
-                )));
-            }
-            cur.default_version = vid.to_string();
-            cur.updated = now;
-            put(t, NS_POLICY, &key, &cur)
+            update(t, NS_POLICY, &key, missing, |cur: &mut ManagedPolicy| {
+                if cur.arn != arn {
+                    return Err(missing());
+                }
+                if !cur.versions.iter().any(|v| v.id == vid) {
+                    return Err(no_such(format!(
+                        "Policy {arn} version {vid} does not exist."
+                    )));
+                }
+                cur.default_version = vid.to_string();
+                cur.updated = now;
+                Ok(())
+            })
         })?;
         Ok(None)
     }

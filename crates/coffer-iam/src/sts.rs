@@ -3,6 +3,7 @@
 use crate::authz::base_context;
 use crate::model::*;
 use crate::params::validation;
+use crate::service::tx;
 use crate::{Iam, Params, internal};
 use base64::Engine;
 use coffer_core::{Out, PrincipalKind, RequestContext, ServiceError, ids};
@@ -58,12 +59,7 @@ impl Iam {
             kind,
             owner_id,
         };
-        self.store
-            .transact(&mut |t| {
-                // Expired sessions are swept as new ones are made: keeps the table small.
-                put_json(t, NS_SESSION, &id, &s)
-            })
-            .map_err(internal)?;
+        tx(self, |t| put_json(t, NS_SESSION, &id, &s).map_err(internal))?;
         Ok((
             id.clone(),
             Out::Struct(vec![
@@ -324,9 +320,10 @@ impl Iam {
         if !access_key_id.starts_with("ASIA") {
             return Ok(());
         }
-        self.store
-            .transact(&mut |t| t.delete(NS_SESSION, access_key_id).map(|_| ()))
-            .map_err(internal)
+        tx(self, |t| {
+            t.delete(NS_SESSION, access_key_id).map_err(internal)?;
+            Ok(())
+        })
     }
 
     /// True when `access_key_id` is the root user's and `secret` is its secret (constant time).
@@ -369,14 +366,18 @@ impl Iam {
         if expired.is_empty() {
             return Ok(0);
         }
-        self.store
-            .transact(&mut |t| {
-                for k in &expired {
-                    t.delete(NS_SESSION, k)?;
+        // Each one is read again in the deleting transaction: only what is still there and
+        // expired goes (and is counted).
+        tx(self, |t| {
+            let mut n = 0;
+            for k in &expired {
+                let s: Option<Session> = get_json(&*t, NS_SESSION, k).map_err(internal)?;
+                if s.is_some_and(|s| s.expiration <= now) {
+                    t.delete(NS_SESSION, k).map_err(internal)?;
+                    n += 1;
                 }
-                Ok(())
-            })
-            .map_err(internal)?;
-        Ok(expired.len())
+            }
+            Ok(n)
+        })
     }
 }
