@@ -605,7 +605,9 @@ impl S3 for CofferS3 {
         let s = &self.0;
         let (_, b) = s.bucket_request(&req, &req.input.bucket, "s3:DeleteBucket")?;
         let name = b.name.clone();
+        let mut part_blobs: Vec<String> = vec![];
         s.tx(|t| {
+            part_blobs.clear();
             // Any object, version or delete marker left keeps the bucket.
             let prefix = format!("{name}/");
             if !t
@@ -623,9 +625,38 @@ impl S3 for CofferS3 {
                     "The bucket you tried to delete is not empty",
                 ));
             }
+            // Multipart uploads in progress go with the bucket, with their parts (otherwise
+            // they would reappear in a later bucket of the same name).
+            loop {
+                let uploads = t
+                    .scan(model::NS_UPLOAD, &prefix, None, 100)
+                    .map_err(internal)?;
+                if uploads.is_empty() {
+                    break;
+                }
+                for (row, v) in uploads {
+                    let up: model::Upload = serde_json::from_slice(&v).map_err(internal)?;
+                    let parts: Vec<(String, model::Part)> = coffer_store::scan_json(
+                        t,
+                        model::NS_PART,
+                        &format!("{}/", up.id),
+                        None,
+                        usize::MAX,
+                    )
+                    .map_err(internal)?;
+                    for (part_row, p) in parts {
+                        t.delete(model::NS_PART, &part_row).map_err(internal)?;
+                        part_blobs.push(p.blob_id);
+                    }
+                    t.delete(model::NS_UPLOAD, &row).map_err(internal)?;
+                }
+            }
             t.delete(NS_BUCKET, &name).map_err(internal)?;
             Ok(())
         })?;
+        for blob in &part_blobs {
+            let _ = s.blobs.delete(blob);
+        }
         Ok(S3Response::with_status(
             DeleteBucketOutput {},
             http::StatusCode::NO_CONTENT,

@@ -697,15 +697,13 @@ pub(crate) async fn complete(
         seq: None,
         delete_marker: false,
     };
-    let keep: std::collections::HashSet<&str> = chosen.iter().map(|p| p.blob_id.as_str()).collect();
-    let unused: Vec<String> = stored
+    let chosen_blobs: Vec<(i32, String)> = chosen
         .iter()
-        .filter(|p| !keep.contains(p.blob_id.as_str()))
-        .map(|p| p.blob_id.clone())
+        .map(|p| (p.number, p.blob_id.clone()))
         .collect();
     let uk = upload_key(&up.bucket, &up.id, &up.key);
-    let part_keys: Vec<String> = stored.iter().map(|p| part_key(&up.id, p.number)).collect();
     let mut replaced: Vec<String> = vec![];
+    let mut unused: Vec<String> = vec![];
     let mut obj = obj;
     let mut version_id = None;
     let now_us = crate::versions::now_micros(s);
@@ -713,13 +711,27 @@ pub(crate) async fn complete(
         if t.get(NS_UPLOAD, &uk).map_err(internal)?.is_none() {
             return Err(ServiceError::new("NoSuchUpload", 404, "The specified upload does not exist. The upload ID may be invalid, or the upload may have been aborted or completed."));
         }
+        // The parts as this transaction sees them: an UploadPart that replaced a chosen part
+        // since they were checked above makes the request's list stale (its old blob is gone),
+        // and parts uploaded meanwhile are dropped with the rest.
+        let current: Vec<(String, Part)> =
+            scan_json(t, NS_PART, &format!("{}/", up.id), None, usize::MAX).map_err(internal)?;
+        for (n, blob) in &chosen_blobs {
+            if !current.iter().any(|(_, p)| p.number == *n && p.blob_id == *blob) {
+                return Err(ServiceError::new("InvalidPart", 400, "One or more of the specified parts could not be found.  The part may not have been uploaded, or the specified entity tag may not match the part's entity tag."));
+            }
+        }
         let versioning = crate::versions::versioning_in(t, &bucket.name)?;
         replaced = crate::versions::place_current(t, &bucket.name, versioning.as_deref(), &mut obj, now_us)?;
         version_id = (versioning.as_deref() == Some(crate::versions::ENABLED))
             .then(|| obj.version_label().to_string());
         t.delete(NS_UPLOAD, &uk).map_err(internal)?;
-        for k in &part_keys {
-            t.delete(NS_PART, k).map_err(internal)?;
+        unused.clear();
+        for (row, p) in &current {
+            t.delete(NS_PART, row).map_err(internal)?;
+            if !chosen_blobs.iter().any(|(_, b)| *b == p.blob_id) {
+                unused.push(p.blob_id.clone());
+            }
         }
         Ok(())
     })?;

@@ -967,8 +967,31 @@ pub(crate) async fn copy_object(
     let key = i.key.clone();
     check_new_key(&key)?;
     let arn = Inner::object_arn(&bucket.name, &key);
-    let (sse, extra) = sse_of_request!(s, &ctx, &bucket, i);
+    let (sse, mut extra) = sse_of_request!(s, &ctx, &bucket, i);
+    // New tags are parsed and authorized (with their s3:RequestObjectTag conditions) as PutObject
+    // does, before anything is written.
+    let new_tags = if i
+        .tagging_directive
+        .as_ref()
+        .is_some_and(|d| d.as_str() == "REPLACE")
+    {
+        Some(match &i.tagging {
+            Some(h) => crate::tagging::parse_tagging_header(h)?,
+            None => vec![],
+        })
+    } else {
+        None
+    };
+    if let Some(tags) = &new_tags {
+        extra.extend(
+            tags.iter()
+                .map(|(k, v)| (format!("s3:RequestObjectTag/{k}"), v.clone())),
+        );
+    }
     s.authorize(&ctx, "s3:PutObject", &arn, Some(&bucket), &extra)?;
+    if new_tags.as_ref().is_some_and(|t| !t.is_empty()) {
+        s.authorize(&ctx, "s3:PutObjectTagging", &arn, Some(&bucket), &extra)?;
+    }
     let replace = i
         .metadata_directive
         .as_ref()
@@ -1059,18 +1082,7 @@ pub(crate) async fn copy_object(
         checksum_type: None,
         parts: vec![],
         inline: ingested.inline.map(|c| B64.encode(c)),
-        tags: if i
-            .tagging_directive
-            .as_ref()
-            .is_some_and(|d| d.as_str() == "REPLACE")
-        {
-            match &i.tagging {
-                Some(h) => crate::tagging::parse_tagging_header(h)?,
-                None => vec![],
-            }
-        } else {
-            src.tags.clone()
-        },
+        tags: new_tags.unwrap_or_else(|| src.tags.clone()),
         version_id: None,
         seq: None,
         delete_marker: false,

@@ -1,0 +1,234 @@
+"""S3 requests that race on one key or one multipart upload, and the multipart error paths.
+
+Each test uses a server of its own (`new_server`) so it can count the blob files in its data
+dir: nothing acknowledged may be lost, and nothing refused or aborted may leave a blob behind."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+import uuid
+from pathlib import Path
+
+import pytest
+from botocore.exceptions import ClientError
+
+from e2e_helpers import ROOT, expect_error
+
+MIB = 1024 * 1024
+
+
+def blob_files(data_dir: Path) -> list[Path]:
+    return [p for p in (data_dir / "blobs").rglob("*") if p.is_file()]
+
+
+@pytest.fixture
+def srv(new_server):
+    return new_server()
+
+
+@pytest.fixture
+def s3(srv):
+    return srv.client_for("s3", ROOT)
+
+
+def user_s3(srv, policy: dict | None = None):
+    """An S3 client of a new IAM user of `srv` with the given inline policy (or none)."""
+    iam = srv.client_for("iam", ROOT)
+    name = f"u{uuid.uuid4().hex[:10]}"
+    iam.create_user(UserName=name)
+    if policy is not None:
+        iam.put_user_policy(UserName=name, PolicyName="p", PolicyDocument=json.dumps(policy))
+    k = iam.create_access_key(UserName=name)["AccessKey"]
+    return srv.client("s3", k["AccessKeyId"], k["SecretAccessKey"])
+
+
+def bucket_of(s3) -> str:
+    name = f"race-{uuid.uuid4().hex[:10]}"
+    s3.create_bucket(Bucket=name)
+    return name
+
+
+def test_complete_racing_a_replaced_part_never_names_a_deleted_blob(srv, s3):
+    b = bucket_of(s3)
+    outcomes = set()
+    for round_ in range(8):
+        key = f"k{round_}"
+        up = s3.create_multipart_upload(Bucket=b, Key=key)["UploadId"]
+        first = os.urandom(5 * MIB)
+        tail = os.urandom(1000)
+        e1 = s3.upload_part(Bucket=b, Key=key, UploadId=up, PartNumber=1, Body=first)["ETag"]
+        e2 = s3.upload_part(Bucket=b, Key=key, UploadId=up, PartNumber=2, Body=tail)["ETag"]
+        replacement = os.urandom(5 * MIB)
+        go = threading.Barrier(2)
+        result = {}
+
+        def complete():
+            go.wait()
+            try:
+                result["complete"] = s3.complete_multipart_upload(
+                    Bucket=b,
+                    Key=key,
+                    UploadId=up,
+                    MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": e1}, {"PartNumber": 2, "ETag": e2}]},
+                )
+            except ClientError as e:
+                result["complete"] = e.response["Error"]["Code"]
+
+        def replace():
+            go.wait()
+            try:
+                s3.upload_part(Bucket=b, Key=key, UploadId=up, PartNumber=1, Body=replacement)
+                result["replace"] = "ok"
+            except ClientError as e:
+                result["replace"] = e.response["Error"]["Code"]
+
+        ts = [threading.Thread(target=complete), threading.Thread(target=replace)]
+        [t.start() for t in ts]
+        [t.join() for t in ts]
+        if isinstance(result["complete"], dict):
+            # Acknowledged: the object is exactly the parts the request named, and readable.
+            body = s3.get_object(Bucket=b, Key=key)["Body"].read()
+            assert hashlib.sha256(body).digest() == hashlib.sha256(first + tail).digest(), round_
+            outcomes.add(("completed", result["replace"]))
+            assert result["replace"] in ("ok", "NoSuchUpload"), result
+        else:
+            assert result["complete"] == "InvalidPart", result
+            assert result["replace"] == "ok", result
+            outcomes.add(("refused", "ok"))
+            s3.abort_multipart_upload(Bucket=b, Key=key, UploadId=up)
+    # Whatever the interleavings, no upload is left and every blob file belongs to an object.
+    assert s3.list_multipart_uploads(Bucket=b).get("Uploads", []) == []
+    objects = s3.list_objects_v2(Bucket=b).get("KeyCount", 0)
+    # Each completed object has 1 large part file (the 1000-byte part is a file too: parts
+    # are never inline); nothing else may remain.
+    assert len(blob_files(srv.data_dir)) == 2 * objects, outcomes
+
+
+def test_multipart_error_paths(srv, s3):
+    b = bucket_of(s3)
+    up = s3.create_multipart_upload(Bucket=b, Key="k")["UploadId"]
+    small = s3.upload_part(Bucket=b, Key="k", UploadId=up, PartNumber=1, Body=b"x" * 1000)["ETag"]
+    last = s3.upload_part(Bucket=b, Key="k", UploadId=up, PartNumber=2, Body=b"y" * 10)["ETag"]
+    code, _, status = expect_error(
+        s3.complete_multipart_upload,
+        Bucket=b,
+        Key="k",
+        UploadId=up,
+        MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": small}, {"PartNumber": 2, "ETag": last}]},
+    )
+    assert (code, status) == ("EntityTooSmall", 400)
+    code, _, status = expect_error(
+        s3.complete_multipart_upload,
+        Bucket=b,
+        Key="k",
+        UploadId=up,
+        MultipartUpload={"Parts": [{"PartNumber": 2, "ETag": last}, {"PartNumber": 1, "ETag": small}]},
+    )
+    assert (code, status) == ("InvalidPartOrder", 400)
+    code, _, status = expect_error(
+        s3.complete_multipart_upload,
+        Bucket=b,
+        Key="k",
+        UploadId=up,
+        MultipartUpload={"Parts": [{"PartNumber": 3, "ETag": last}]},
+    )
+    assert (code, status) == ("InvalidPart", 400)
+    # An unknown upload id is NoSuchUpload.
+    code, _, status = expect_error(
+        s3.upload_part, Bucket=b, Key="k", UploadId="nope", PartNumber=1, Body=b"z"
+    )
+    assert (code, status) == ("NoSuchUpload", 404)
+    # A user with no S3 permission may not touch the upload.
+    ns3 = user_s3(srv)
+    code, _, status = expect_error(
+        ns3.upload_part, Bucket=b, Key="k", UploadId=up, PartNumber=3, Body=b"z"
+    )
+    assert (code, status) == ("AccessDenied", 403)
+    code, _, status = expect_error(ns3.abort_multipart_upload, Bucket=b, Key="k", UploadId=up)
+    assert (code, status) == ("AccessDenied", 403)
+    assert len(blob_files(srv.data_dir)) == 2
+    # Abort: the upload and every part's blob are gone; later calls are NoSuchUpload.
+    s3.abort_multipart_upload(Bucket=b, Key="k", UploadId=up)
+    assert blob_files(srv.data_dir) == []
+    for call, kw in [
+        (s3.upload_part, {"PartNumber": 1, "Body": b"z"}),
+        (s3.list_parts, {}),
+        (s3.abort_multipart_upload, {}),
+        (
+            s3.complete_multipart_upload,
+            {"MultipartUpload": {"Parts": [{"PartNumber": 1, "ETag": small}]}},
+        ),
+    ]:
+        code, _, status = expect_error(call, Bucket=b, Key="k", UploadId=up, **kw)
+        assert (code, status) == ("NoSuchUpload", 404), call
+    assert blob_files(srv.data_dir) == []
+
+
+def test_delete_bucket_takes_its_uploads_in_progress_with_it(srv, s3):
+    b = bucket_of(s3)
+    up = s3.create_multipart_upload(Bucket=b, Key="k")["UploadId"]
+    s3.upload_part(Bucket=b, Key="k", UploadId=up, PartNumber=1, Body=os.urandom(2000))
+    assert len(blob_files(srv.data_dir)) == 1
+    s3.delete_bucket(Bucket=b)
+    assert blob_files(srv.data_dir) == []
+    # A new bucket of the same name starts with no upload.
+    s3.create_bucket(Bucket=b)
+    assert s3.list_multipart_uploads(Bucket=b).get("Uploads", []) == []
+    code, _, _ = expect_error(s3.list_parts, Bucket=b, Key="k", UploadId=up)
+    assert code == "NoSuchUpload"
+
+
+def test_copy_with_a_bad_tagging_header_writes_nothing(srv, s3):
+    b = bucket_of(s3)
+    body = os.urandom(200 * 1024)  # large enough for a blob file
+    s3.put_object(Bucket=b, Key="src", Body=body)
+    before = blob_files(srv.data_dir)
+    code, _, status = expect_error(
+        s3.copy_object,
+        Bucket=b,
+        Key="dst",
+        CopySource={"Bucket": b, "Key": "src"},
+        TaggingDirective="REPLACE",
+        Tagging="a=1&a=2",
+    )
+    assert (code, status) == ("InvalidTag", 400)
+    assert blob_files(srv.data_dir) == before
+    expect_error(s3.head_object, Bucket=b, Key="dst")
+
+
+def test_copy_with_tags_needs_put_object_tagging_and_its_conditions(srv, s3):
+    b = bucket_of(s3)
+    s3.put_object(Bucket=b, Key="src", Body=b"hello")
+    us3 = user_s3(
+        srv,
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {"Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject"], "Resource": "*"},
+                {
+                    "Effect": "Allow",
+                    "Action": "s3:PutObjectTagging",
+                    "Resource": "*",
+                    "Condition": {"StringEquals": {"s3:RequestObjectTag/team": "blue"}},
+                },
+            ],
+        },
+    )
+    us3.copy_object(
+        Bucket=b, Key="ok", CopySource={"Bucket": b, "Key": "src"}, TaggingDirective="REPLACE", Tagging="team=blue"
+    )
+    tags = s3.get_object_tagging(Bucket=b, Key="ok")["TagSet"]
+    assert tags == [{"Key": "team", "Value": "blue"}]
+    code, _, status = expect_error(
+        us3.copy_object,
+        Bucket=b,
+        Key="no",
+        CopySource={"Bucket": b, "Key": "src"},
+        TaggingDirective="REPLACE",
+        Tagging="team=red",
+    )
+    assert (code, status) == ("AccessDenied", 403)
+    expect_error(s3.head_object, Bucket=b, Key="no")
