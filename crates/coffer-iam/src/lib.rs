@@ -463,24 +463,19 @@ impl Iam {
         let now = self.now();
         // Read and written in one transaction: a concurrent UpdateAccessKey is kept, and a key
         // deleted meanwhile stays deleted (nothing is written when the record is gone).
+        let used = LastUsed {
+            date: now,
+            service: service.to_string(),
+            region: region.to_string(),
+        };
         let r = coffer_store::transact(
             &*self.store,
             |e| e,
             |t| {
-                coffer_store::update_json(
-                    t,
-                    NS_ACCESS_KEY,
-                    access_key_id,
-                    |e| e,
-                    |rec: &mut AccessKey| {
-                        rec.last_used = Some(LastUsed {
-                            date: now,
-                            service: service.to_string(),
-                            region: region.to_string(),
-                        });
-                        Ok(())
-                    },
-                )
+                if t.get(NS_ACCESS_KEY, access_key_id)?.is_none() {
+                    return Ok(());
+                }
+                put_json(t, model::NS_KEY_LAST_USED, access_key_id, &used)
             },
         );
         if let Err(e) = r {

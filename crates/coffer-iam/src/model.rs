@@ -11,6 +11,10 @@ pub const NS_GROUP: &str = "iam.group";
 pub const NS_ROLE: &str = "iam.role";
 pub const NS_POLICY: &str = "iam.policy";
 pub const NS_ACCESS_KEY: &str = "iam.accesskey";
+/// Access key id → [`LastUsed`]: written at most once a minute per key as a side effect of
+/// requests, so it lives apart from the key record in a namespace that does not move the cache
+/// generation (a key's record, which credential caches read, changes only when the key does).
+pub const NS_KEY_LAST_USED: &str = "uncached.iam.key_last_used";
 pub const NS_AWS_ATTACH: &str = "iam.awspolicy.attachments";
 pub const NS_SESSION: &str = "sts.session";
 pub const NS_META: &str = "coffer.meta";

@@ -1161,6 +1161,7 @@ impl Iam {
                 )?;
             }
             t.delete(NS_ACCESS_KEY, &k.id).map_err(store_err)?;
+            t.delete(NS_KEY_LAST_USED, &k.id).map_err(store_err)?;
             Ok(())
         })?;
         Ok(None)
@@ -1176,7 +1177,10 @@ impl Iam {
             KeyOwner::Root => coffer_core::root_arn(a),
         };
         self.authorize(ctx, "iam:GetAccessKeyLastUsed", &arn)?;
-        let last = match &k.last_used {
+        // Kept apart from the key record since 2026-12; older records carry it inline.
+        let last_used: Option<LastUsed> =
+            get(self.reader(), NS_KEY_LAST_USED, id)?.or_else(|| k.last_used.clone());
+        let last = match &last_used {
             Some(l) => Out::Struct(vec![
                 ("LastUsedDate", Out::t(l.date)),
                 ("ServiceName", Out::s(&l.service)),

@@ -735,7 +735,11 @@ fn last_used_never_undoes_an_access_key_update_or_delete() {
         }
         let rec: AccessKey = stored(&f, NS_ACCESS_KEY, &k1).unwrap();
         assert_eq!(rec.status, "Inactive", "round {round}");
-        assert!(rec.last_used.is_some());
+        assert!(stored::<LastUsed>(&f, NS_KEY_LAST_USED, &k1).is_some());
+        assert!(
+            stored::<LastUsed>(&f, NS_KEY_LAST_USED, &k2).is_none(),
+            "round {round}: a deleted key's last use is gone with it"
+        );
         assert!(
             stored::<AccessKey>(&f, NS_ACCESS_KEY, &k2).is_none(),
             "round {round}: a deleted key came back"
@@ -753,7 +757,30 @@ fn last_used_never_undoes_an_access_key_update_or_delete() {
         // And once more after the fact: a late "last used" of a deleted key writes nothing.
         f.iam.note_key_used(&k2, "s3", "us-east-1");
         assert!(stored::<AccessKey>(&f, NS_ACCESS_KEY, &k2).is_none());
+        assert!(stored::<LastUsed>(&f, NS_KEY_LAST_USED, &k2).is_none());
     }
+}
+
+#[test]
+fn recording_a_key_use_leaves_the_cache_generation_alone() {
+    let f = fx();
+    let g = f.iam.store.generation();
+    f.iam.note_key_used(&f.root_key, "kms", "us-east-1");
+    assert_eq!(f.iam.store.generation(), g, "every cache would be emptied");
+    let root = ctx_for(&f, &f.root_key);
+    let o = f
+        .iam
+        .handle(
+            &root,
+            "GetAccessKeyLastUsed",
+            &params(&[("AccessKeyId", &f.root_key)]),
+        )
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        field(&o, &["AccessKeyLastUsed", "ServiceName"]).unwrap(),
+        "kms"
+    );
 }
 
 #[test]

@@ -57,14 +57,21 @@ pub trait Txn: Reader {
     fn delete(&mut self, ns: &str, key: &str) -> Result<bool>;
 }
 
-/// The metadata store.
-/// Namespaces of bulk data (S3 buckets, objects, versions, uploads) that no generation-keyed
-/// cache reads: their writes do not move [`MetaStore::generation`].
-pub const BULK_PREFIX: &str = "s3.";
+/// Namespaces that no generation-keyed cache reads, so that their writes do not move
+/// [`MetaStore::generation`]: bulk data (S3 buckets, objects, versions, uploads, under `s3.`) and
+/// bookkeeping written as a side effect of requests (an access key's "last used", under
+/// `uncached.`). A namespace a cache reads must never start with one of these.
+pub const UNCACHED_PREFIXES: [&str; 2] = ["s3.", "uncached."];
 
+/// Whether a write to `ns` moves [`MetaStore::generation`].
+pub fn moves_generation(ns: &str) -> bool {
+    !UNCACHED_PREFIXES.iter().any(|p| ns.starts_with(p))
+}
+
+/// The metadata store.
 pub trait MetaStore: Reader + Send + Sync {
     /// A number that grows after every committed transaction that changed a cacheable
-    /// namespace (any namespace not starting with [`BULK_PREFIX`]): caches of anything read from
+    /// namespace (see [`moves_generation`]): caches of anything read from
     /// those namespaces are valid while it has not moved (read it *before* reading what you
     /// cache). Object writes, the bulk of all writes, leave it alone, so that they do not empty
     /// every credential, policy and key cache.

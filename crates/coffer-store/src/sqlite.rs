@@ -196,7 +196,7 @@ impl Reader for SqlTxn<'_> {
 
 impl Txn for SqlTxn<'_> {
     fn put(&mut self, ns: &str, key: &str, value: &[u8]) -> Result<()> {
-        self.cached |= !ns.starts_with(crate::BULK_PREFIX);
+        self.cached |= crate::moves_generation(ns);
         self.c
             .prepare_cached("INSERT INTO kv (ns, key, value) VALUES (?1, ?2, ?3) ON CONFLICT (ns, key) DO UPDATE SET value = excluded.value")
             .map_err(be)?
@@ -205,7 +205,7 @@ impl Txn for SqlTxn<'_> {
         Ok(())
     }
     fn delete(&mut self, ns: &str, key: &str) -> Result<bool> {
-        self.cached |= !ns.starts_with(crate::BULK_PREFIX);
+        self.cached |= crate::moves_generation(ns);
         let n = self
             .c
             .prepare_cached("DELETE FROM kv WHERE ns = ?1 AND key = ?2")
