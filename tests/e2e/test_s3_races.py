@@ -232,3 +232,23 @@ def test_copy_with_tags_needs_put_object_tagging_and_its_conditions(srv, s3):
     )
     assert (code, status) == ("AccessDenied", 403)
     expect_error(s3.head_object, Bucket=b, Key="no")
+
+
+def test_a_get_of_a_many_part_object_holds_one_part_open_at_a_time(srv, s3):
+    b = bucket_of(s3)
+    up = s3.create_multipart_upload(Bucket=b, Key="big")["UploadId"]
+    part = os.urandom(5 * MIB)
+    parts = []
+    for n in range(1, 13):
+        e = s3.upload_part(Bucket=b, Key="big", UploadId=up, PartNumber=n, Body=part)["ETag"]
+        parts.append({"PartNumber": n, "ETag": e})
+    s3.complete_multipart_upload(Bucket=b, Key="big", UploadId=up, MultipartUpload={"Parts": parts})
+    fd_dir = Path(f"/proc/{srv.proc.pid}/fd")
+    before = len(list(fd_dir.iterdir()))
+    body = s3.get_object(Bucket=b, Key="big")["Body"]
+    first = body.read(1024)
+    during = len(list(fd_dir.iterdir()))
+    rest = body.read()
+    assert first + rest == part * 12
+    # The connection and one part's file (two handles while it opens the next), not 12 parts.
+    assert during - before <= 4, (before, during)

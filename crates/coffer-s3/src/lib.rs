@@ -386,23 +386,26 @@ impl Inner {
         format!("arn:aws:s3:::{bucket}/{key}")
     }
 
+    /// Runs a metadata transaction (which waits for its commit's fsync) without holding up the
+    /// other requests of this async worker (see [`blocking`]).
     pub(crate) fn tx(
         &self,
-        mut f: impl FnMut(&mut dyn Txn) -> Result<(), ServiceError>,
+        f: impl FnMut(&mut dyn Txn) -> Result<(), ServiceError>,
     ) -> S3Result<()> {
-        let mut failure = None;
-        let r = self.store.transact(&mut |t| match f(t) {
-            Ok(()) => Ok(()),
-            Err(e) => {
-                failure = Some(e);
-                Err(coffer_store::StoreError::NotFound)
-            }
-        });
-        match (r, failure) {
-            (Ok(()), _) => Ok(()),
-            (Err(_), Some(e)) => Err(s3e(e)),
-            (Err(e), None) => Err(s3e(internal(e))),
+        blocking(|| coffer_store::transact(&*self.store, internal, f)).map_err(s3e)
+    }
+}
+
+/// Runs blocking work (a store commit and its fsync, file writes) from an async handler: on a
+/// multi-threaded runtime the worker hands its other tasks to another thread for the duration
+/// (`block_in_place`), so two slow writes cannot stall every request of a 2-core runtime.
+/// Elsewhere (a current-thread runtime in tests, or no runtime) it just runs `f`.
+pub(crate) fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
         }
+        _ => f(),
     }
 }
 

@@ -332,11 +332,14 @@ pub(crate) async fn ingest(
             sums.update(&chunk);
             enc.push(&chunk, &mut out).map_err(|e| s3e(internal(e)))?;
             if out.len() >= WRITE_BATCH {
-                let w = match &mut writer {
-                    Some(w) => w,
-                    None => writer.insert(s.blobs.create(blob_id).map_err(|e| s3e(internal(e)))?),
-                };
-                w.write_all(&out).map_err(|e| s3e(internal(e)))?;
+                crate::blocking(|| {
+                    let w = match &mut writer {
+                        Some(w) => w,
+                        None => writer.insert(s.blobs.create(blob_id)?),
+                    };
+                    w.write_all(&out).map_err(coffer_store::StoreError::from)
+                })
+                .map_err(|e| s3e(internal(e)))?;
                 out.clear();
             }
         }
@@ -345,11 +348,14 @@ pub(crate) async fn ingest(
     let inline = if writer.is_none() && b.allow_inline && out.len() <= INLINE_MAX {
         Some(std::mem::take(&mut out))
     } else {
-        let w = match &mut writer {
-            Some(w) => w,
-            None => writer.insert(s.blobs.create(blob_id).map_err(|e| s3e(internal(e)))?),
-        };
-        w.write_all(&out).map_err(|e| s3e(internal(e)))?;
+        crate::blocking(|| {
+            let w = match &mut writer {
+                Some(w) => w,
+                None => writer.insert(s.blobs.create(blob_id)?),
+            };
+            w.write_all(&out).map_err(coffer_store::StoreError::from)
+        })
+        .map_err(|e| s3e(internal(e)))?;
         None
     };
     drop(out);
@@ -825,44 +831,66 @@ pub(crate) fn delete_one(
     key: &str,
     sel: Option<&VersionSel>,
 ) -> S3Result<Deleted> {
-    let now_us = versions::now_micros(s);
-    let now = s.now();
+    let (now_us, now) = (versions::now_micros(s), s.now());
     let mut dead: Vec<String> = vec![];
-    let mut res = Deleted {
-        version_id: None,
-        delete_marker: false,
-    };
+    let mut res = None;
     s.tx(|t| {
-        let versioning = versions::versioning_in(t, bucket)?;
-        match (sel, versioning.as_deref()) {
-            (Some(sel), _) => {
-                res.version_id = Some(match sel {
-                    VersionSel::Null => "null".to_string(),
-                    VersionSel::Id { id, .. } => id.clone(),
-                });
-                if let Some(o) = versions::remove_version(t, bucket, key, sel)? {
-                    res.delete_marker = o.delete_marker;
-                    dead = o.blobs().into_iter().map(|b| b.blob_id).collect();
-                }
-            }
-            (None, None) => {
-                let row = object_key(bucket, key);
-                if let Some(o) = get_json::<Object>(t, NS_OBJECT, &row).map_err(internal)? {
-                    dead = o.blobs().into_iter().map(|b| b.blob_id).collect();
-                }
-                t.delete(NS_OBJECT, &row).map_err(internal)?;
-            }
-            (None, Some(state)) => {
-                let mut m = Object::new_delete_marker(key, now);
-                dead = versions::place_current(t, bucket, Some(state), &mut m, now_us)?;
-                res.version_id = Some(m.version_label().to_string());
-                res.delete_marker = true;
-            }
-        }
+        dead.clear();
+        res = Some(delete_in(t, bucket, key, sel, now_us, now, &mut dead)?);
         Ok(())
     })?;
     for b in dead {
         let _ = s.blobs.delete(&b);
+    }
+    res.ok_or_else(|| s3e(internal("delete transaction did not run")))
+}
+
+/// Deletes `key` or one version of it inside the transaction `t` (see [`delete_one`]), adding
+/// the blobs to remove once it commits to `dead`.
+fn delete_in(
+    t: &mut dyn coffer_store::Txn,
+    bucket: &str,
+    key: &str,
+    sel: Option<&VersionSel>,
+    now_us: u64,
+    now: i64,
+    dead: &mut Vec<String>,
+) -> Result<Deleted, ServiceError> {
+    let mut res = Deleted {
+        version_id: None,
+        delete_marker: false,
+    };
+    let versioning = versions::versioning_in(t, bucket)?;
+    match (sel, versioning.as_deref()) {
+        (Some(sel), _) => {
+            res.version_id = Some(match sel {
+                VersionSel::Null => "null".to_string(),
+                VersionSel::Id { id, .. } => id.clone(),
+            });
+            if let Some(o) = versions::remove_version(t, bucket, key, sel)? {
+                res.delete_marker = o.delete_marker;
+                dead.extend(o.blobs().into_iter().map(|b| b.blob_id));
+            }
+        }
+        (None, None) => {
+            let row = object_key(bucket, key);
+            if let Some(o) = get_json::<Object>(t, NS_OBJECT, &row).map_err(internal)? {
+                dead.extend(o.blobs().into_iter().map(|b| b.blob_id));
+            }
+            t.delete(NS_OBJECT, &row).map_err(internal)?;
+        }
+        (None, Some(state)) => {
+            let mut m = Object::new_delete_marker(key, now);
+            dead.extend(versions::place_current(
+                t,
+                bucket,
+                Some(state),
+                &mut m,
+                now_us,
+            )?);
+            res.version_id = Some(m.version_label().to_string());
+            res.delete_marker = true;
+        }
     }
     Ok(res)
 }
@@ -882,6 +910,7 @@ pub(crate) async fn delete_objects(
     }
     let quiet = req.input.delete.quiet.unwrap_or(false);
     let (mut deleted, mut errors) = (vec![], vec![]);
+    let mut allowed = vec![];
     for id in objects {
         let sel = match id.version_id.as_deref().map(parse_version_id).transpose() {
             Ok(sel) => sel,
@@ -910,8 +939,34 @@ pub(crate) async fn delete_objects(
             });
             continue;
         }
-        let d = delete_one(s, &bucket.name, &id.key, sel.as_ref())?;
-        if !quiet {
+        allowed.push((id, sel));
+    }
+    // Every authorized deletion in one transaction: one commit and one fsync for the request,
+    // not one per key.
+    let (now_us, now) = (versions::now_micros(s), s.now());
+    let mut dead: Vec<String> = vec![];
+    let mut done: Vec<Deleted> = vec![];
+    s.tx(|t| {
+        dead.clear();
+        done.clear();
+        for (id, sel) in &allowed {
+            done.push(delete_in(
+                t,
+                &bucket.name,
+                &id.key,
+                sel.as_ref(),
+                now_us,
+                now,
+                &mut dead,
+            )?);
+        }
+        Ok(())
+    })?;
+    for b in dead {
+        let _ = s.blobs.delete(&b);
+    }
+    if !quiet {
+        for ((id, _), d) in allowed.iter().zip(done) {
             deleted.push(DeletedObject {
                 key: Some(id.key.clone()),
                 version_id: id.version_id.clone(),
@@ -1763,8 +1818,10 @@ pub(crate) fn stream_plaintext(
         return inline_plaintext(o, ct, &dk, start, end);
     }
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
-    // The blobs overlapping the range, with their decryptors and the range within each.
-    let mut plan = vec![];
+    // The blobs overlapping the range, and the range within each. They are opened one at a time
+    // as the stream reaches them (a 10,000-part object holds one file open, not 10,000); the
+    // first is opened here, so that a missing blob is an error before the response starts.
+    let mut plan: Vec<(String, u64, u64, u64)> = vec![];
     let mut offset = 0u64;
     for b in o.blobs() {
         let (b_start, b_end) = (offset, offset + b.size);
@@ -1772,26 +1829,31 @@ pub(crate) fn stream_plaintext(
         if b_end <= start || b_start >= end || b.size == 0 {
             continue;
         }
-        let mut header = [0u8; segment::HEADER_LEN];
-        let mut f = s.blobs.open(&b.blob_id, 0).map_err(|e| s3e(internal(e)))?;
-        f.read_exact(&mut header).map_err(|e| s3e(internal(e)))?;
-        let dec =
-            Decryptor::new(&dk, b.blob_id.as_bytes(), &header).map_err(|e| s3e(internal(e)))?;
-        let layout = Layout {
-            segment_size: dec.segment_size(),
-            plaintext_len: b.size,
-        };
         let (from, to) = (start.max(b_start) - b_start, end.min(b_end) - b_start);
-        let segments = layout.segments_for(from, to - 1);
-        let f = s
-            .blobs
-            .open(&b.blob_id, layout.segment_offset(*segments.start()))
-            .map_err(|e| s3e(internal(e)))?;
-        plan.push((f, dec, layout, segments, from, to));
+        plan.push((b.blob_id.clone(), b.size, from, to));
     }
-    drop(dk);
+    let blobs = s.blobs.clone();
+    let first = match plan.first() {
+        Some((id, size, from, to)) => {
+            Some(open_range(&*blobs, &dk, id, *size, *from, *to).map_err(|e| s3e(internal(e)))?)
+        }
+        None => None,
+    };
     tokio::task::spawn_blocking(move || {
-        for (mut f, dec, layout, segments, start, end) in plan {
+        let mut first = first;
+        for (id, size, start, end) in plan {
+            let opened = match first.take() {
+                Some(o) => Ok(o),
+                None => open_range(&*blobs, &dk, &id, size, start, end),
+            };
+            let (mut f, dec, layout, segments) = match opened {
+                Ok(o) => o,
+                Err(e) => {
+                    tracing::error!(error = %e, "an object's blob could not be opened");
+                    let _ = tx.blocking_send(Err(std::io::Error::other("object data unavailable")));
+                    return;
+                }
+            };
             let seg = layout.segment_size as u64;
             let mut buf = vec![0u8; layout.segment_size + segment::TAG_LEN];
             for i in segments {
@@ -1822,6 +1884,42 @@ pub(crate) fn stream_plaintext(
     let stream =
         futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|i| (i, rx)) });
     Ok(StreamingBlob::wrap(stream))
+}
+
+/// Opens one blob of an object for reading plaintext bytes `from..to` of it: the reader
+/// positioned at the first segment needed, its decryptor, its layout and the segments to read.
+#[allow(clippy::type_complexity)]
+fn open_range(
+    blobs: &dyn coffer_store::BlobStore,
+    dk: &[u8],
+    blob_id: &str,
+    size: u64,
+    from: u64,
+    to: u64,
+) -> Result<
+    (
+        Box<dyn Read + Send>,
+        Decryptor,
+        Layout,
+        std::ops::RangeInclusive<u64>,
+    ),
+    String,
+> {
+    let mut header = [0u8; segment::HEADER_LEN];
+    blobs
+        .open(blob_id, 0)
+        .and_then(|mut f| f.read_exact(&mut header).map_err(Into::into))
+        .map_err(|e| e.to_string())?;
+    let dec = Decryptor::new(dk, blob_id.as_bytes(), &header).map_err(|e| e.to_string())?;
+    let layout = Layout {
+        segment_size: dec.segment_size(),
+        plaintext_len: size,
+    };
+    let segments = layout.segments_for(from, to - 1);
+    let f = blobs
+        .open(blob_id, layout.segment_offset(*segments.start()))
+        .map_err(|e| e.to_string())?;
+    Ok((f, dec, layout, segments))
 }
 
 /// Plaintext bytes `start..end` of an object kept inline (small: decrypted at once, only the
