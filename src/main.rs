@@ -218,6 +218,10 @@ fn run_serve(args: ServeArgs) -> Result<(), String> {
         clock.clone(),
         &args.region,
     ));
+    let indexed = kms.build_indexes().map_err(|e| e.to_string())?;
+    if indexed > 0 {
+        tracing::info!(records = indexed, "KMS alias and grant indexes built");
+    }
     let blobs: Arc<dyn coffer_store::BlobStore> =
         Arc::new(coffer_store::FileBlobStore::open(&args.data_dir).map_err(|e| e.to_string())?);
     let s3 = coffer_s3::CofferS3::new(

@@ -192,7 +192,61 @@ fn enc_doc(doc: &str) -> Out {
     Out::s(percent_encoding::utf8_percent_encode(doc, SET).to_string())
 }
 
+/// Most argon2id computations (19 MiB and tens of milliseconds each) running at once in the
+/// process, whatever the number of concurrent password requests (CreateLoginProfile,
+/// UpdateLoginProfile, ChangePassword, console sign-ins): memory and CPU stay bounded.
+const ARGON2_AT_ONCE: usize = 4;
+static ARGON2_RUNNING: (std::sync::Mutex<usize>, std::sync::Condvar) =
+    (std::sync::Mutex::new(0), std::sync::Condvar::new());
+
+/// Runs `f` once fewer than [`ARGON2_AT_ONCE`] argon2id computations are running.
+fn with_argon2_slot<T>(f: impl FnOnce() -> T) -> T {
+    struct Slot;
+    impl Drop for Slot {
+        fn drop(&mut self) {
+            let (m, cv) = &ARGON2_RUNNING;
+            *m.lock().unwrap_or_else(|e| e.into_inner()) -= 1;
+            cv.notify_one();
+        }
+    }
+    let (m, cv) = &ARGON2_RUNNING;
+    let mut n = m.lock().unwrap_or_else(|e| e.into_inner());
+    while *n >= ARGON2_AT_ONCE {
+        n = cv.wait(n).unwrap_or_else(|e| e.into_inner());
+    }
+    *n += 1;
+    drop(n);
+    let _slot = Slot;
+    f()
+}
+
+#[cfg(test)]
+mod argon2_limit_tests {
+    #[test]
+    fn no_more_than_the_limit_run_at_once() {
+        let most = std::sync::atomic::AtomicUsize::new(0);
+        std::thread::scope(|s| {
+            for _ in 0..12 {
+                s.spawn(|| {
+                    super::with_argon2_slot(|| {
+                        let now = *super::ARGON2_RUNNING.0.lock().unwrap();
+                        most.fetch_max(now, std::sync::atomic::Ordering::SeqCst);
+                        std::thread::sleep(std::time::Duration::from_millis(30));
+                    })
+                });
+            }
+        });
+        let most = most.load(std::sync::atomic::Ordering::SeqCst);
+        assert!(most <= super::ARGON2_AT_ONCE, "{most} at once");
+        assert!(most >= 2, "they do run concurrently: {most}");
+    }
+}
+
 pub(crate) fn hash_password(pw: &str) -> Result<String, ServiceError> {
+    with_argon2_slot(|| hash_password_now(pw))
+}
+
+fn hash_password_now(pw: &str) -> Result<String, ServiceError> {
     use argon2::password_hash::{PasswordHasher, SaltString};
     let mut salt = [0u8; 16];
     coffer_crypto::random_fill(&mut salt).map_err(internal)?;
@@ -205,6 +259,10 @@ pub(crate) fn hash_password(pw: &str) -> Result<String, ServiceError> {
 
 /// Verifies a password against an argon2id hash; with no hash, burns the same work and fails.
 pub(crate) fn verify_password(hash: Option<&str>, pw: &str) -> bool {
+    with_argon2_slot(|| verify_password_now(hash, pw))
+}
+
+fn verify_password_now(hash: Option<&str>, pw: &str) -> bool {
     use argon2::password_hash::{PasswordHash, PasswordVerifier};
     const DUMMY: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$1bJu5yXUbdpcq3VPyqmCk0PY0sgqLLKj2iCTSeM0WTo";
     let (h, real) = match hash {

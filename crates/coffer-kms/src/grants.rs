@@ -4,11 +4,13 @@
 use crate::model::*;
 use crate::{Input, Kms, internal, validation};
 use coffer_core::{PrincipalKind, RequestContext, ServiceError};
-use coffer_store::{get_json, put_json, scan_json};
+use coffer_store::{get_json, scan_json};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 pub const NS_GRANT: &str = "kms.grant";
+/// Most grants a key may have (AWS's quota).
+const MAX_GRANTS: usize = 50_000;
 
 pub const GRANT_OPERATIONS: &[&str] = &[
     "Decrypt",
@@ -187,20 +189,21 @@ fn grant_out(g: &Grant, key_arn: &str) -> Value {
 }
 
 impl Kms {
+    /// The grants of one key (at most 50,000), cached for the store's generation.
     pub(crate) fn grants_of(
         &self,
         account: &str,
         key_id: &str,
-    ) -> Result<Vec<Grant>, ServiceError> {
-        let rows: Vec<(String, Grant)> = scan_json(
-            &*self.store,
-            NS_GRANT,
-            &format!("{account}/{key_id}/"),
-            None,
-            usize::MAX,
-        )
-        .map_err(internal)?;
-        Ok(rows.into_iter().map(|(_, g)| g).collect())
+    ) -> Result<std::sync::Arc<Vec<Grant>>, ServiceError> {
+        let generation = self.store.generation();
+        let prefix = format!("{account}/{key_id}/");
+        self.grant_cache.get_or_try(generation, &prefix, || {
+            let rows: Vec<(String, Grant)> =
+                scan_json(&*self.store, NS_GRANT, &prefix, None, MAX_GRANTS).map_err(internal)?;
+            Ok(std::sync::Arc::new(
+                rows.into_iter().map(|(_, g)| g).collect(),
+            ))
+        })
     }
 
     /// Whether one of the caller's grants on `key` meets `need`.
@@ -331,7 +334,6 @@ impl Kms {
             created: self.now(),
             token_sha256: coffer_crypto::sha256_hex(token.as_bytes()),
         };
-        let k = grant_key(&key.account, &key.id, &id);
         let key_row = format!("{}/{}", key.account, key.id);
         let prefix = format!("{}/{}/", key.account, key.id);
         self.tx(|t| {
@@ -348,17 +350,17 @@ impl Kms {
                 ));
             }
             let count = t
-                .scan(NS_GRANT, &prefix, None, 50_000)
+                .scan(NS_GRANT, &prefix, None, MAX_GRANTS)
                 .map_err(internal)?
                 .len();
-            if count >= 50_000 {
+            if count >= MAX_GRANTS {
                 return Err(ServiceError::new(
                     "LimitExceededException",
                     400,
                     "The key has reached the maximum number of grants.",
                 ));
             }
-            put_json(t, NS_GRANT, &k, &g).map_err(internal)
+            crate::indexes::put_grant(t, &g)
         })?;
         Ok(json!({ "GrantToken": token, "GrantId": id }))
     }
@@ -374,10 +376,11 @@ impl Kms {
         let marker = inp.opt_str("Marker")?;
         let mut grants: Vec<Grant> = self
             .grants_of(&key.account, &key.id)?
-            .into_iter()
+            .iter()
             .filter(|g| {
                 filter_id.is_none_or(|f| g.id == f) && filter_grantee.is_none_or(|f| g.grantee == f)
             })
+            .cloned()
             .collect();
         grants.sort_by(|a, b| a.id.cmp(&b.id));
         let start = marker
@@ -403,21 +406,35 @@ impl Kms {
         inp: &Input,
     ) -> Result<Value, ServiceError> {
         let retiring = inp.str("RetiringPrincipal")?;
+        let limit = match inp.opt_int("Limit")? {
+            None => 50,
+            Some(n) if (1..=100).contains(&n) => n as usize,
+            Some(n) => {
+                return Err(validation(format!(
+                    "1 validation error detected: Value '{n}' at 'limit' failed to satisfy constraint: Member must have value less than or equal to 100"
+                )));
+            }
+        };
+        let marker = inp.opt_str("Marker")?;
         self.authorize_iam(ctx, "kms:ListRetirableGrants", "*")?;
-        let rows: Vec<(String, Grant)> = scan_json(
+        let mut page = crate::indexes::grants_retirable_by(
             &*self.store,
-            NS_GRANT,
-            &format!("{}/", ctx.principal.account),
-            None,
-            usize::MAX,
-        )
-        .map_err(internal)?;
-        let grants: Vec<Value> = rows
-            .into_iter()
-            .filter(|(_, g)| g.retiring.as_deref() == Some(retiring))
-            .map(|(_, g)| grant_out(&g, &self.key_arn(&g.account, &g.key_id)))
+            &ctx.principal.account,
+            retiring,
+            marker,
+            limit + 1,
+        )?;
+        let truncated = page.len() > limit;
+        page.truncate(limit);
+        let grants: Vec<Value> = page
+            .iter()
+            .map(|g| grant_out(g, &self.key_arn(&g.account, &g.key_id)))
             .collect();
-        Ok(json!({ "Grants": grants, "Truncated": false }))
+        let mut out = json!({ "Grants": grants, "Truncated": truncated });
+        if truncated && let Some(last) = page.last() {
+            out["NextMarker"] = json!(crate::indexes::grant_row_key(last));
+        }
+        Ok(out)
     }
 
     /// RetireGrant: by token, or by key and grant id; allowed to the retiring principal, or to the
@@ -435,17 +452,8 @@ impl Kms {
         ) {
             (Some(tok), _, _) => {
                 let h = coffer_crypto::sha256_hex(tok.as_bytes());
-                let rows: Vec<(String, Grant)> = scan_json(
-                    &*self.store,
-                    NS_GRANT,
-                    &format!("{account}/"),
-                    None,
-                    usize::MAX,
-                )
-                .map_err(internal)?;
-                rows.into_iter()
-                    .map(|(_, g)| g)
-                    .find(|g| coffer_crypto::ct_eq(g.token_sha256.as_bytes(), h.as_bytes()))
+                crate::indexes::grant_by_token(&*self.store, &h)?
+                    .filter(|g| g.account == account)
                     .ok_or_else(|| {
                         ServiceError::new(
                             "InvalidGrantTokenException",
@@ -502,7 +510,7 @@ impl Kms {
             ));
         }
         let k = grant_key(&grant.account, &grant.key_id, &grant.id);
-        self.tx(|t| t.delete(NS_GRANT, &k).map(|_| ()).map_err(internal))?;
+        self.tx(|t| crate::indexes::delete_grant(t, &k).map(|_| ()))?;
         Ok(json!({}))
     }
 
@@ -517,7 +525,7 @@ impl Kms {
         }
         let k = grant_key(&key.account, &key.id, grant_id);
         self.tx(|t| {
-            if t.delete(NS_GRANT, &k).map_err(internal)? {
+            if crate::indexes::delete_grant(t, &k)? {
                 Ok(())
             } else {
                 Err(ServiceError::new(

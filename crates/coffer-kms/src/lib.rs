@@ -5,6 +5,7 @@
 mod asym;
 mod authz;
 pub mod grants;
+mod indexes;
 pub mod model;
 mod ops;
 
@@ -29,6 +30,8 @@ pub struct Kms {
     /// Parsed key policies by key, each with the text it was parsed from (never by generation).
     pub(crate) policy_cache: coffer_store::GenCache<(Arc<str>, Arc<coffer_policy::Policy>)>,
     pub(crate) alias_cache: coffer_store::GenCache<Vec<String>>,
+    /// Each key's grants (for the grant check of a request the key policy does not allow).
+    pub(crate) grant_cache: coffer_store::GenCache<Arc<Vec<grants::Grant>>>,
 }
 
 pub(crate) fn internal<E: std::fmt::Display>(e: E) -> ServiceError {
@@ -162,6 +165,7 @@ impl Kms {
             key_cache: coffer_store::GenCache::new(10_000),
             policy_cache: coffer_store::GenCache::new(10_000),
             alias_cache: coffer_store::GenCache::new(10_000),
+            grant_cache: coffer_store::GenCache::new(1_000),
         }
     }
 

@@ -249,19 +249,7 @@ impl Kms {
     }
 
     fn aliases_uncached(&self, account: &str, key_id: &str) -> Result<Vec<String>, ServiceError> {
-        let rows: Vec<(String, Alias)> = scan_json(
-            &*self.store,
-            NS_ALIAS,
-            &format!("{account}/"),
-            None,
-            100_000,
-        )
-        .map_err(store_err)?;
-        Ok(rows
-            .into_iter()
-            .filter(|(_, a)| a.target == key_id)
-            .map(|(_, a)| a.name)
-            .collect())
+        crate::indexes::alias_names(&*self.store, account, key_id)
     }
 
     fn load_key(&self, account: &str, id: &str) -> Result<Option<KmsKey>, ServiceError> {
@@ -928,7 +916,7 @@ impl Kms {
                     "The key has reached the maximum of 50 aliases.",
                 ));
             }
-            put_json(t, NS_ALIAS, &ak, &a).map_err(store_err)
+            crate::indexes::put_alias(t, &account, &a)
         })?;
         Ok(json!({}))
     }
@@ -951,21 +939,7 @@ impl Kms {
         account: &str,
         key_id: &str,
     ) -> Result<Vec<String>, ServiceError> {
-        let prefix = format!("{account}/");
-        let mut names = Vec::new();
-        let mut after: Option<String> = None;
-        loop {
-            let rows: Vec<(String, Alias)> =
-                scan_json(t, NS_ALIAS, &prefix, after.as_deref(), 1000).map_err(store_err)?;
-            let Some((last, _)) = rows.last() else { break };
-            after = Some(last.clone());
-            names.extend(
-                rows.into_iter()
-                    .filter(|(_, a)| a.target == key_id)
-                    .map(|(_, a)| a.name),
-            );
-        }
-        Ok(names)
+        crate::indexes::alias_names(t, account, key_id)
     }
 
     fn update_alias(&self, ctx: &RequestContext, inp: &Input) -> R {
@@ -1002,19 +976,19 @@ impl Kms {
         self.tx(|t| {
             key_in(t, &new, StateRule::NotPending)?;
             // The alias must still be the one authorized (not deleted nor moved meanwhile).
-            coffer_store::update_json(t, NS_ALIAS, &ak, store_err, |a: &mut Alias| {
-                if a.target != old_target {
-                    return Err(ServiceError::new(
-                        "ConflictException",
-                        400,
-                        format!("Alias {} was changed by another request; retry.", a.arn),
-                    ));
-                }
-                a.target = new.id.clone();
-                a.updated = now;
-                Ok(())
-            })?
-            .ok_or_else(|| not_found(format!("Alias {} is not found.", a.arn)))
+            let mut a: Alias = get_json(&*t, NS_ALIAS, &ak)
+                .map_err(store_err)?
+                .ok_or_else(|| not_found(format!("Alias {} is not found.", a.arn)))?;
+            if a.target != old_target {
+                return Err(ServiceError::new(
+                    "ConflictException",
+                    400,
+                    format!("Alias {} was changed by another request; retry.", a.arn),
+                ));
+            }
+            a.target = new.id.clone();
+            a.updated = now;
+            crate::indexes::put_alias(t, &account, &a)
         })?;
         Ok(json!({}))
     }
@@ -1027,8 +1001,7 @@ impl Kms {
         if let Some(k) = self.load_key(&account, &a.target)? {
             self.authorize_key(ctx, &k, "kms:DeleteAlias", &[], &[])?;
         }
-        let ak = format!("{account}/{name}");
-        self.tx(|t| t.delete(NS_ALIAS, &ak).map(|_| ()).map_err(store_err))?;
+        self.tx(|t| crate::indexes::delete_alias(t, &account, name).map(|_| ()))?;
         Ok(json!({}))
     }
 
@@ -1417,7 +1390,7 @@ impl Kms {
                 return Ok(());
             }
             put_json(t, NS_KEY, &format!("{account}/{id}"), &key).map_err(store_err)?;
-            put_json(t, NS_ALIAS, &ak, &alias).map_err(store_err)
+            crate::indexes::put_alias(t, &account, &alias)
         })?;
         Ok(match existing {
             Some(target) => self.key_arn(&account, &target),
@@ -1694,12 +1667,11 @@ impl Kms {
                     break;
                 }
                 for (g, _) in grants {
-                    t.delete(crate::grants::NS_GRANT, &g).map_err(store_err)?;
+                    crate::indexes::delete_grant(t, &g)?;
                 }
             }
             for name in self.alias_names_in(&*t, &k.account, &k.id)? {
-                t.delete(NS_ALIAS, &format!("{}/{name}", k.account))
-                    .map_err(store_err)?;
+                crate::indexes::delete_alias(t, &k.account, &name)?;
             }
             Ok(true)
         })

@@ -1079,3 +1079,91 @@ fn a_policy_parsed_from_a_stale_copy_of_the_key_is_never_used_for_the_new_policy
     let e = call(&f, &alice, "Encrypt", enc).unwrap_err();
     assert_eq!(e.code, "AccessDeniedException", "the revocation holds: {e}");
 }
+
+#[test]
+fn alias_and_grant_indexes_are_built_for_older_records_and_kept_with_them() {
+    use crate::indexes::*;
+    let f = fx();
+    let id = new_key(&f, json!({}));
+    call(
+        &f,
+        &f.root,
+        "CreateAlias",
+        json!({"AliasName": "alias/a1", "TargetKeyId": id}),
+    )
+    .unwrap();
+    let bob = user(&f, "bob", None);
+    let bob_arn = "arn:aws:iam::123456789012:user/bob";
+    let mut tokens = vec![];
+    for _ in 0..3 {
+        let g = call(
+            &f,
+            &f.root,
+            "CreateGrant",
+            json!({"KeyId": id, "GranteePrincipal": bob_arn, "RetiringPrincipal": bob_arn, "Operations": ["Encrypt"]}),
+        )
+        .unwrap();
+        tokens.push(g["GrantToken"].as_str().unwrap().to_string());
+    }
+    // As a data directory written before the indexes existed: drop every index row.
+    f.kms
+        .tx(|t| {
+            for ns in [NS_ALIAS_BY_KEY, NS_GRANT_BY_TOKEN, NS_GRANT_BY_RETIRING] {
+                for (k, _) in t.scan(ns, "", None, 1000).map_err(crate::internal)? {
+                    t.delete(ns, &k).map_err(crate::internal)?;
+                }
+            }
+            Ok(())
+        })
+        .unwrap();
+    assert!(f.kms.aliases_of("123456789012", &id).unwrap().is_empty());
+    assert_eq!(f.kms.build_indexes().unwrap(), 4);
+    assert_eq!(f.kms.build_indexes().unwrap(), 0, "built once");
+    assert_eq!(
+        f.kms.aliases_of("123456789012", &id).unwrap(),
+        vec!["alias/a1".to_string()]
+    );
+    // ListRetirableGrants pages through the index.
+    let p1 = call(
+        &f,
+        &f.root,
+        "ListRetirableGrants",
+        json!({"RetiringPrincipal": bob_arn, "Limit": 2}),
+    )
+    .unwrap();
+    assert_eq!(p1["Grants"].as_array().unwrap().len(), 2);
+    assert_eq!(p1["Truncated"], true);
+    let p2 = call(
+        &f,
+        &f.root,
+        "ListRetirableGrants",
+        json!({"RetiringPrincipal": bob_arn, "Limit": 2, "Marker": p1["NextMarker"]}),
+    )
+    .unwrap();
+    assert_eq!(p2["Grants"].as_array().unwrap().len(), 1);
+    assert_eq!(p2["Truncated"], false);
+    // RetireGrant by token finds the grant through the index and removes its index rows.
+    call(&f, &bob, "RetireGrant", json!({"GrantToken": tokens[0]})).unwrap();
+    let e = call(&f, &bob, "RetireGrant", json!({"GrantToken": tokens[0]})).unwrap_err();
+    assert_eq!(e.code, "InvalidGrantTokenException");
+    // Destroying the key removes its grants and aliases with their index rows.
+    call(
+        &f,
+        &f.root,
+        "ScheduleKeyDeletion",
+        json!({"KeyId": id, "PendingWindowInDays": 7}),
+    )
+    .unwrap();
+    f.clock.advance(time::Duration::days(8));
+    assert_eq!(f.kms.run_due().unwrap().0, 1);
+    for ns in [
+        NS_ALIAS_BY_KEY,
+        NS_GRANT_BY_TOKEN,
+        NS_GRANT_BY_RETIRING,
+        crate::grants::NS_GRANT,
+        crate::model::NS_ALIAS,
+    ] {
+        let left = f.kms.store.scan(ns, "", None, 10).unwrap();
+        assert!(left.is_empty(), "{ns}: {left:?}");
+    }
+}
