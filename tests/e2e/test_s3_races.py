@@ -252,3 +252,33 @@ def test_a_get_of_a_many_part_object_holds_one_part_open_at_a_time(srv, s3):
     assert first + rest == part * 12
     # The connection and one part's file (two handles while it opens the next), not 12 parts.
     assert during - before <= 4, (before, during)
+
+
+def test_caller_chosen_encryption_contexts_do_not_grow_the_bucket_record(srv, s3):
+    import base64
+    import sqlite3
+
+    kms = srv.client_for("kms", ROOT)
+    key = kms.create_key()["KeyMetadata"]["KeyId"]
+    b = bucket_of(s3)
+    s3.put_bucket_encryption(
+        Bucket=b,
+        ServerSideEncryptionConfiguration={
+            "Rules": [
+                {
+                    "ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": key},
+                    "BucketKeyEnabled": True,
+                }
+            ]
+        },
+    )
+    for i in range(40):
+        ctx = base64.b64encode(json.dumps({"n": str(i)}).encode()).decode()
+        s3.put_object(Bucket=b, Key=f"k{i}", Body=b"x", SSEKMSEncryptionContext=ctx)
+    db = sqlite3.connect(f"file:{srv.data_dir / 'meta.sqlite'}?mode=ro", uri=True)
+    (value,) = db.execute("SELECT value FROM kv WHERE ns = 's3.bucket' AND key = ?", (b,)).fetchone()
+    db.close()
+    assert len(json.loads(value)["bucket_keys"]) <= 32
+    # Every object still reads back (each keeps its own copy of its bucket key's ciphertext).
+    for i in (0, 20, 39):
+        assert s3.get_object(Bucket=b, Key=f"k{i}")["Body"].read() == b"x"

@@ -1483,6 +1483,12 @@ pub(crate) struct CachedBucketKey {
 const BUCKET_KEY_CACHE_SECS: i64 = 300;
 /// How long a stored bucket key is used before S3 asks KMS for a new one.
 const BUCKET_KEY_MAX_AGE_SECS: i64 = 24 * 3600;
+/// Most bucket keys kept in a bucket's record (one per key identifier and encryption context,
+/// which callers choose): the oldest go first. Objects keep their own copy of the ciphertext, so
+/// dropping a record only means the next PUT with that context asks KMS for a new bucket key.
+const MAX_BUCKET_KEYS: usize = 32;
+/// Most bucket keys kept in memory across buckets.
+const MAX_CACHED_BUCKET_KEYS: usize = 1024;
 
 /// A new object (or upload) data key under a bucket key: the bucket-level data key for
 /// (`key_id`, `ec`) comes from memory (after KMS says the caller may `kms:GenerateDataKey`
@@ -1559,24 +1565,34 @@ fn bucket_data_key(
                             let mut c = k.context.clone();
                             c.sort();
                             !(k.key_id == rec.key_id && c == sorted_ec)
+                                && now - k.created < BUCKET_KEY_MAX_AGE_SECS
                         });
                         b.bucket_keys.push(rec.clone());
+                        if b.bucket_keys.len() > MAX_BUCKET_KEYS {
+                            b.bucket_keys.sort_by_key(|k| k.created);
+                            let excess = b.bucket_keys.len() - MAX_BUCKET_KEYS;
+                            b.bucket_keys.drain(..excess);
+                        }
                     })?;
                     (dk.key_arn, dk.ciphertext, dk.plaintext)
                 }
             };
-            s.bucket_key_cache
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(
-                    slot,
-                    CachedBucketKey {
-                        key_arn: arn.clone(),
-                        ciphertext: ct.clone(),
-                        plaintext: pt.clone(),
-                        at: now,
-                    },
-                );
+            let mut cache = s.bucket_key_cache.lock().unwrap_or_else(|p| p.into_inner());
+            if cache.len() >= MAX_CACHED_BUCKET_KEYS {
+                cache.retain(|_, c| now - c.at < BUCKET_KEY_CACHE_SECS);
+                if cache.len() >= MAX_CACHED_BUCKET_KEYS {
+                    cache.clear();
+                }
+            }
+            cache.insert(
+                slot,
+                CachedBucketKey {
+                    key_arn: arn.clone(),
+                    ciphertext: ct.clone(),
+                    plaintext: pt.clone(),
+                    at: now,
+                },
+            );
             (arn, ct, pt)
         }
     };
