@@ -341,6 +341,14 @@ def test_console_walkthrough(browser: ConsoleBrowser, server, tmp_path):
         b.go("/console/kms")
         b.sign_out()
 
+        # the plaintext never reached the disk: checked while the object is still stored (and was
+        # just read back). Its row names the bucket in clear, so finding the bucket name proves
+        # the search sees the rows just written (in the log or the database file).
+        assert _files_containing(server.data_dir, bucket.encode()), f"bucket {bucket} is in no file of the data dir"
+        assert s3.head_object(Bucket=bucket, Key=FILE_NAME)["ContentLength"] == len(content)
+        leaked = _files_containing(server.data_dir, token.encode())
+        assert not leaked, f"the object's plaintext is on disk in {leaked}"
+
         # -- 6. root cleans up ----------------------------------------------------------------------
         b.sign_in_root(server.endpoint, ROOT.key, ROOT.secret)
         _open_object_page(b, bucket, FILE_NAME)
@@ -397,9 +405,6 @@ def test_console_walkthrough(browser: ConsoleBrowser, server, tmp_path):
             with pytest.raises(ClientError) as e:
                 iam.get_user(UserName=name)
             assert e.value.response["Error"]["Code"] == "NoSuchEntity", name
-        # the plaintext never reached the disk
-        leaked = _files_containing(server.data_dir, token.encode())
-        assert not leaked, f"the object's plaintext is on disk in {leaked}"
     finally:
         if not finished:
             _cleanup(s3, kms, iam, bucket, [admin_user, kms_user, key_admin], key_id)
