@@ -352,9 +352,11 @@ impl Iam {
         })
     }
 
-    /// Removes expired STS sessions; returns how many.
+    /// Removes STS sessions that expired more than [`SESSION_GRACE_SECS`] ago; returns how many.
     pub fn sweep_sessions(&self) -> Result<usize, ServiceError> {
-        let now = self.now();
+        // Expired sessions are kept a day, so that their credentials are refused as AWS does
+        // (`ExpiredToken`), not as unknown; then their wrapped secrets go.
+        let now = self.now() - SESSION_GRACE_SECS;
         let rows: Vec<(String, Session)> =
             coffer_store::scan_json(self.reader(), NS_SESSION, "", None, 100_000)
                 .map_err(internal)?;
@@ -381,3 +383,6 @@ impl Iam {
         })
     }
 }
+
+/// How long an expired session's record is kept (see [`Iam::sweep_sessions`]).
+const SESSION_GRACE_SECS: i64 = 24 * 3600;

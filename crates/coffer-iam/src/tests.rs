@@ -1015,3 +1015,50 @@ fn concurrent_bootstraps_make_one_account() {
         coffer_store::scan_json(&*store, NS_ACCOUNT, "", None, 100).unwrap();
     assert_eq!(accounts.len(), 1);
 }
+
+#[test]
+fn expired_sessions_answer_expired_for_a_day_then_are_swept() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn MetaStore> =
+        Arc::new(SqliteMetaStore::open(&dir.path().join("m.sqlite")).unwrap());
+    let clock = Arc::new(coffer_core::TestClock::default());
+    let iam = Iam::new(store, Arc::new(RootKey::generate().unwrap()), clock.clone());
+    let b = iam.bootstrap(Some("123456789012"), None, None).unwrap();
+    let f = Fx {
+        _dir: dir,
+        iam,
+        acct: b.account_id,
+        root_key: b.root_access_key_id,
+    };
+    let root = ctx_for(&f, &f.root_key);
+    let key = new_user_key(&f, &root, "sess");
+    let user = ctx_for(&f, &key);
+    let o = f
+        .iam
+        .handle_sts(
+            &user,
+            "GetSessionToken",
+            &params(&[("DurationSeconds", "900")]),
+        )
+        .unwrap()
+        .unwrap();
+    let id = field(&o, &["Credentials", "AccessKeyId"])
+        .unwrap()
+        .to_string();
+    let tok = field(&o, &["Credentials", "SessionToken"])
+        .unwrap()
+        .to_string();
+    assert!(f.iam.resolve(&id, Some(&tok)).is_ok());
+    clock.advance(time::Duration::seconds(901));
+    assert_eq!(f.iam.sweep_sessions().unwrap(), 0);
+    assert_eq!(
+        f.iam.resolve(&id, Some(&tok)).err(),
+        Some(CredentialError::ExpiredToken)
+    );
+    clock.advance(time::Duration::hours(24));
+    assert_eq!(f.iam.sweep_sessions().unwrap(), 1);
+    assert_eq!(
+        f.iam.resolve(&id, Some(&tok)).err(),
+        Some(CredentialError::UnknownAccessKey)
+    );
+}
