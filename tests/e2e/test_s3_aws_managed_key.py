@@ -9,22 +9,51 @@ import uuid
 
 import pytest
 
-from e2e_helpers import ACCOUNT, REGION, ROOT, expect_error
+from conftest import UserHandle
+from e2e_helpers import ACCOUNT, REGION, ROOT, CofferServer, Creds, expect_error, uid, user_arn
 
 S3_FULL = "arn:aws:iam::aws:policy/AmazonS3FullAccess"
 
 
 @pytest.fixture(scope="module")
-def s3(server):
-    return server.client_for("s3", ROOT)
+def own(tmp_path_factory):
+    """A server of this module only: whether aws/s3 exists must not depend on what other
+    tests did first."""
+    srv = CofferServer(tmp_path_factory.mktemp("aws-managed") / "data").start()
+    yield srv
+    srv.stop()
 
 
 @pytest.fixture(scope="module")
-def kms(server):
-    return server.client_for("kms", ROOT)
+def s3(own):
+    return own.client_for("s3", ROOT)
+
+
+@pytest.fixture(scope="module")
+def kms(own):
+    return own.client_for("kms", ROOT)
+
+
+@pytest.fixture
+def make_user(own):
+    """make_user(managed=[arn]) -> a user of this module's server with those managed policies."""
+
+    def make(managed=()):
+        iam = own.client_for("iam", ROOT)
+        name = uid("u")
+        iam.create_user(UserName=name)
+        for arn in managed:
+            iam.attach_user_policy(UserName=name, PolicyArn=arn)
+        k = iam.create_access_key(UserName=name)["AccessKey"]
+        return UserHandle(name=name, arn=user_arn(name), creds=Creds(k["AccessKeyId"], k["SecretAccessKey"]), server=own)
+
+    return make
 
 
 def test_sse_kms_without_a_key_uses_aws_s3(s3, kms, make_user):
+    # Made on first use: a fresh server has no aws/s3 key yet.
+    code, _, _ = expect_error(kms.describe_key, KeyId="alias/aws/s3")
+    assert code == "NotFoundException"
     bucket = f"managed-{uuid.uuid4().hex[:10]}"
     s3.create_bucket(Bucket=bucket)
     s3.put_bucket_encryption(

@@ -282,3 +282,33 @@ def test_caller_chosen_encryption_contexts_do_not_grow_the_bucket_record(srv, s3
     # Every object still reads back (each keeps its own copy of its bucket key's ciphertext).
     for i in (0, 20, 39):
         assert s3.get_object(Bucket=b, Key=f"k{i}")["Body"].read() == b"x"
+
+
+def test_list_multipart_uploads_pages_by_key_then_initiation(srv, s3):
+    b = bucket_of(s3)
+    made = []
+    for key in ["b", "a", "c/1", "a", "c/2", "b"]:
+        made.append((key, s3.create_multipart_upload(Bucket=b, Key=key)["UploadId"]))
+    seen = []
+    kw = {}
+    while True:
+        r = s3.list_multipart_uploads(Bucket=b, MaxUploads=2, **kw)
+        seen += [(u["Key"], u["UploadId"]) for u in r.get("Uploads", [])]
+        if not r["IsTruncated"]:
+            break
+        kw = {"KeyMarker": r["NextKeyMarker"], "UploadIdMarker": r["NextUploadIdMarker"]}
+    assert [k for k, _ in seen] == ["a", "a", "b", "b", "c/1", "c/2"]
+    # Within a key, in the order they were initiated (made[] is in initiation order).
+    for key in ("a", "b"):
+        assert [u for k, u in seen if k == key] == [u for k, u in made if k == key]
+    assert sorted(seen) == sorted(made)
+    r = s3.list_multipart_uploads(Bucket=b, Prefix="c/")
+    assert [u["Key"] for u in r["Uploads"]] == ["c/1", "c/2"]
+    r = s3.list_multipart_uploads(Bucket=b, KeyMarker="b")
+    assert [u["Key"] for u in r["Uploads"]] == ["c/1", "c/2"]
+    # Aborted and completed uploads leave the listing.
+    key, up = made[0]
+    s3.abort_multipart_upload(Bucket=b, Key=key, UploadId=up)
+    r = s3.list_multipart_uploads(Bucket=b)
+    assert (key, up) not in [(u["Key"], u["UploadId"]) for u in r["Uploads"]]
+    assert len(r["Uploads"]) == 5

@@ -40,6 +40,16 @@ def payload(tmp_path):
     return p
 
 
+def need_tool(name: str):
+    """Skips when `name` is missing, unless COFFER_REQUIRE_TOOLS is set (CI sets it: there a
+    missing rclone or s3cmd is a failure, not a skip)."""
+    if shutil.which(name):
+        return
+    if os.environ.get("COFFER_REQUIRE_TOOLS"):
+        pytest.fail(f"{name} is not installed and COFFER_REQUIRE_TOOLS is set")
+    pytest.skip(f"{name} is not installed (.ci/run installs it)")
+
+
 def check_stored(s3, bucket, key, key_arn, data):
     head = s3.head_object(Bucket=bucket, Key=key)
     assert head["ServerSideEncryption"] == "aws:kms"
@@ -50,8 +60,7 @@ def check_stored(s3, bucket, key, key_arn, data):
 
 
 def test_rclone_multipart_sse_kms_round_trip(server, kms_bucket, tmp_path):
-    if not shutil.which("rclone"):
-        pytest.skip("rclone is not installed (.ci/run installs it)")
+    need_tool("rclone")
     bucket, key_arn, s3 = kms_bucket
     src = payload(tmp_path)
     conf = tmp_path / "rclone.conf"
@@ -75,8 +84,7 @@ def test_rclone_multipart_sse_kms_round_trip(server, kms_bucket, tmp_path):
 
 
 def test_s3cmd_multipart_sse_kms_round_trip(server, kms_bucket, tmp_path):
-    if not shutil.which("s3cmd"):
-        pytest.skip("s3cmd is not installed (.ci/run installs it)")
+    need_tool("s3cmd")
     bucket, key_arn, s3 = kms_bucket
     src = payload(tmp_path)
     host = server.endpoint.split("://", 1)[1]

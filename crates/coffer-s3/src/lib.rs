@@ -137,6 +137,10 @@ impl CofferS3 {
     /// crashes between a commit and a blob deletion): run at start. The store is read in pages;
     /// only the blob ids are kept.
     pub fn sweep_orphans(&self) -> Result<usize, ServiceError> {
+        let indexed = multipart::index_uploads(&self.0)?;
+        if indexed > 0 {
+            tracing::info!(uploads = indexed, "multipart upload index built");
+        }
         let mut live = std::collections::HashSet::<String>::new();
         for ns in [NS_OBJECT, model::NS_VERSION] {
             let mut after: Option<String> = None;
@@ -571,14 +575,22 @@ impl S3 for CofferS3 {
             Some(t) => Some(decode_token(t)?),
             None => None,
         };
-        let rows: Vec<(String, Bucket)> =
-            scan_json(&*s.store, NS_BUCKET, &prefix, after.as_deref(), usize::MAX)
-                .map_err(|e| s3e(internal(e)))?;
-        let mine: Vec<Bucket> = rows
-            .into_iter()
-            .map(|(_, b)| b)
-            .filter(|b| b.account == ctx.principal.account)
-            .collect();
+        // Read in pages until one more than a page of the caller's buckets is found: the work
+        // is bounded by the page, not by the number of buckets.
+        let mut mine: Vec<Bucket> = vec![];
+        let mut cursor = after;
+        while mine.len() <= max {
+            let rows: Vec<(String, Bucket)> =
+                scan_json(&*s.store, NS_BUCKET, &prefix, cursor.as_deref(), 1000)
+                    .map_err(|e| s3e(internal(e)))?;
+            let Some((last, _)) = rows.last() else { break };
+            cursor = Some(last.clone());
+            mine.extend(
+                rows.into_iter()
+                    .map(|(_, b)| b)
+                    .filter(|b| b.account == ctx.principal.account),
+            );
+        }
         let truncated = mine.len() > max;
         let page = &mine[..mine.len().min(max)];
         let buckets = page
@@ -637,21 +649,11 @@ impl S3 for CofferS3 {
                 if uploads.is_empty() {
                     break;
                 }
-                for (row, v) in uploads {
+                for (_, v) in uploads {
                     let up: model::Upload = serde_json::from_slice(&v).map_err(internal)?;
-                    let parts: Vec<(String, model::Part)> = coffer_store::scan_json(
-                        t,
-                        model::NS_PART,
-                        &format!("{}/", up.id),
-                        None,
-                        usize::MAX,
-                    )
-                    .map_err(internal)?;
-                    for (part_row, p) in parts {
-                        t.delete(model::NS_PART, &part_row).map_err(internal)?;
+                    for p in multipart::delete_upload(t, &up)?.unwrap_or_default() {
                         part_blobs.push(p.blob_id);
                     }
-                    t.delete(model::NS_UPLOAD, &row).map_err(internal)?;
                 }
             }
             t.delete(NS_BUCKET, &name).map_err(internal)?;

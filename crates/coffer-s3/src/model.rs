@@ -6,6 +6,9 @@ pub const NS_BUCKET: &str = "s3.bucket";
 pub const NS_OBJECT: &str = "s3.object";
 /// Multipart uploads in progress: `bucket/upload-id/key`.
 pub const NS_UPLOAD: &str = "s3.upload";
+/// Index of uploads in ListMultipartUploads order: see [`upload_index_key`]; the value is the
+/// upload's row key.
+pub const NS_UPLOAD_BY_KEY: &str = "s3.upload_by_key";
 /// Uploaded parts: `upload-id/part-number (5 digits)`.
 pub const NS_PART: &str = "s3.part";
 /// Noncurrent object versions and delete markers of versioned buckets:
@@ -212,6 +215,10 @@ pub struct Upload {
     pub bucket: String,
     pub key: String,
     pub initiated: i64,
+    /// Initiation time in microseconds (0 in uploads made before it was recorded), which orders
+    /// a key's uploads in listings.
+    #[serde(default)]
+    pub initiated_us: u64,
     pub initiator_arn: String,
     pub sse: Sse,
     #[serde(default)]
@@ -249,6 +256,16 @@ pub struct Part {
 
 pub fn upload_key(bucket: &str, upload_id: &str, key: &str) -> String {
     format!("{bucket}/{upload_id}/{key}")
+}
+
+/// `bucket/key` NUL initiation time (16 hex digits) NUL upload id: uploads by key, then by
+/// initiation time (keys never contain NUL).
+pub fn upload_index_key(up: &Upload) -> String {
+    let at = match up.initiated_us {
+        0 => (up.initiated.max(0) as u64).saturating_mul(1_000_000),
+        us => us,
+    };
+    format!("{}/{}\0{at:016x}\0{}", up.bucket, up.key, up.id)
 }
 
 pub fn part_key(upload_id: &str, number: i32) -> String {

@@ -1,14 +1,17 @@
 //! Multipart uploads: every part is its own encrypted blob under the upload's data key;
 //! CompleteMultipartUpload makes an object of the chosen parts, atomically.
 
-use crate::model::{NS_PART, NS_UPLOAD, Object, Part, PartBlob, Upload, part_key, upload_key};
+use crate::model::{
+    NS_PART, NS_UPLOAD, NS_UPLOAD_BY_KEY, Object, Part, PartBlob, Upload, part_key,
+    upload_index_key, upload_key,
+};
 use crate::objects::{
     BodyIn, CHECKSUM_ALGS, CustomerKey, Ingested, check_conditions, customer_key, ingest,
     new_data_key, open_data_key, set_sse_c_out, set_sse_out, stream_plaintext,
 };
 use crate::{Inner, internal, principal_owner, s3e, timestamp};
 use coffer_core::ServiceError;
-use coffer_store::{get_json, put_json, scan_json};
+use coffer_store::{Txn, get_json, put_json, scan_json};
 use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, s3_error};
 
@@ -29,6 +32,63 @@ fn load_upload(s: &Inner, bucket: &str, upload_id: &str, key: &str) -> S3Result<
     get_json::<Upload>(&*s.store, NS_UPLOAD, &upload_key(bucket, upload_id, key))
         .map_err(|e| s3e(internal(e)))?
         .ok_or_else(no_such_upload)
+}
+
+/// Writes an upload's record with its index row.
+fn put_upload(t: &mut dyn Txn, up: &Upload) -> Result<(), ServiceError> {
+    let row = upload_key(&up.bucket, &up.id, &up.key);
+    put_json(t, NS_UPLOAD, &row, up).map_err(internal)?;
+    t.put(NS_UPLOAD_BY_KEY, &upload_index_key(up), row.as_bytes())
+        .map_err(internal)
+}
+
+/// Deletes an upload's record, its index row and its parts' rows, all read in `t`; returns the
+/// parts that were there (their blobs go once `t` commits), or `None` if the upload is gone.
+pub(crate) fn delete_upload(
+    t: &mut dyn Txn,
+    up: &Upload,
+) -> Result<Option<Vec<Part>>, ServiceError> {
+    let row = upload_key(&up.bucket, &up.id, &up.key);
+    if !t.delete(NS_UPLOAD, &row).map_err(internal)? {
+        return Ok(None);
+    }
+    t.delete(NS_UPLOAD_BY_KEY, &upload_index_key(up))
+        .map_err(internal)?;
+    let parts: Vec<(String, Part)> =
+        scan_json(&*t, NS_PART, &format!("{}/", up.id), None, usize::MAX).map_err(internal)?;
+    for (part_row, _) in &parts {
+        t.delete(NS_PART, part_row).map_err(internal)?;
+    }
+    Ok(Some(parts.into_iter().map(|(_, p)| p).collect()))
+}
+
+/// Writes the index row of every upload that lacks one (uploads made before the index existed);
+/// run at start. Returns how many were added.
+pub(crate) fn index_uploads(s: &Inner) -> Result<usize, ServiceError> {
+    let mut added = 0;
+    let mut after: Option<String> = None;
+    loop {
+        let rows: Vec<(String, Upload)> =
+            scan_json(&*s.store, NS_UPLOAD, "", after.as_deref(), 500).map_err(internal)?;
+        let Some((last, _)) = rows.last() else { break };
+        after = Some(last.clone());
+        let missing: Vec<(String, String)> = rows
+            .iter()
+            .map(|(row, up)| (row.clone(), upload_index_key(up)))
+            .filter(|(_, ix)| s.store.get(NS_UPLOAD_BY_KEY, ix).ok().flatten().is_none())
+            .collect();
+        if !missing.is_empty() {
+            coffer_store::transact(&*s.store, internal, |t| {
+                for (row, ix) in &missing {
+                    t.put(NS_UPLOAD_BY_KEY, ix, row.as_bytes())
+                        .map_err(internal)?;
+                }
+                Ok(())
+            })?;
+            added += missing.len();
+        }
+    }
+    Ok(added)
 }
 
 fn parts_of(s: &Inner, upload_id: &str) -> S3Result<Vec<Part>> {
@@ -69,6 +129,7 @@ pub(crate) async fn create(
     let upload_id = uuid::Uuid::new_v4().simple().to_string();
     let (_dk, stored, kms_arn) = new_data_key(s, &ctx, &sse, &upload_id, &arn)?;
     let up = Upload {
+        initiated_us: crate::versions::now_micros(s),
         id: upload_id.clone(),
         bucket: bucket.name.clone(),
         key: key.clone(),
@@ -89,8 +150,7 @@ pub(crate) async fn create(
         checksum_type: mode.as_ref().map(|(_, t)| t.clone()),
         tags,
     };
-    let k = upload_key(&bucket.name, &upload_id, &key);
-    s.tx(|t| put_json(t, NS_UPLOAD, &k, &up).map_err(internal))?;
+    s.tx(|t| put_upload(t, &up))?;
     let mut out = CreateMultipartUploadOutput {
         bucket: Some(bucket.name.clone()),
         key: Some(key),
@@ -725,12 +785,10 @@ pub(crate) async fn complete(
         replaced = crate::versions::place_current(t, &bucket.name, versioning.as_deref(), &mut obj, now_us)?;
         version_id = (versioning.as_deref() == Some(crate::versions::ENABLED))
             .then(|| obj.version_label().to_string());
-        t.delete(NS_UPLOAD, &uk).map_err(internal)?;
         unused.clear();
-        for (row, p) in &current {
-            t.delete(NS_PART, row).map_err(internal)?;
+        for p in delete_upload(t, &up)?.unwrap_or_default() {
             if !chosen_blobs.iter().any(|(_, b)| *b == p.blob_id) {
-                unused.push(p.blob_id.clone());
+                unused.push(p.blob_id);
             }
         }
         Ok(())
@@ -852,14 +910,16 @@ pub(crate) async fn abort(
         &[],
     )?;
     let up = load_upload(s, &bucket.name, &req.input.upload_id, &key)?;
-    let parts = parts_of(s, &up.id)?;
-    let uk = upload_key(&up.bucket, &up.id, &up.key);
+    // The parts are read in the deleting transaction: one uploaded meanwhile goes too.
+    let mut parts = vec![];
     s.tx(|t| {
-        t.delete(NS_UPLOAD, &uk).map_err(internal)?;
-        for p in &parts {
-            t.delete(NS_PART, &part_key(&up.id, p.number))
-                .map_err(internal)?;
-        }
+        parts = delete_upload(t, &up)?.ok_or_else(|| {
+            ServiceError::new(
+                "NoSuchUpload",
+                404,
+                "The specified upload does not exist. The upload ID may be invalid, or the upload may have been aborted or completed.",
+            )
+        })?;
         Ok(())
     })?;
     for p in parts {
@@ -943,32 +1003,39 @@ pub(crate) async fn list_uploads(
         s.bucket_request(&req, &req.input.bucket, "s3:ListBucketMultipartUploads")?;
     let prefix = req.input.prefix.clone().unwrap_or_default();
     let max = req.input.max_uploads.unwrap_or(1000).clamp(0, 1000) as usize;
-    let rows: Vec<(String, Upload)> = scan_json(
-        &*s.store,
-        NS_UPLOAD,
-        &format!("{}/", bucket.name),
-        None,
-        usize::MAX,
-    )
-    .map_err(|e| s3e(internal(e)))?;
-    let mut ups: Vec<Upload> = rows
-        .into_iter()
-        .map(|(_, u)| u)
-        .filter(|u| u.key.starts_with(&prefix))
-        .collect();
-    ups.sort_by(|a, b| {
-        (a.key.as_str(), a.initiated, a.id.as_str()).cmp(&(
-            b.key.as_str(),
-            b.initiated,
-            b.id.as_str(),
-        ))
-    });
-    if let Some(km) = &req.input.key_marker {
-        let um = req.input.upload_id_marker.clone().unwrap_or_default();
-        ups.retain(|u| {
-            u.key.as_str() > km.as_str()
-                || (u.key == *km && !um.is_empty() && u.id.as_str() > um.as_str())
-        });
+    // A range scan of the index (by key, then initiation time) from the markers: one page read,
+    // however many uploads the bucket has.
+    let index_prefix = format!("{}/{prefix}", bucket.name);
+    let start_after = match (&req.input.key_marker, req.input.upload_id_marker.as_deref()) {
+        (Some(km), Some(um)) if !um.is_empty() => {
+            match get_json::<Upload>(&*s.store, NS_UPLOAD, &upload_key(&bucket.name, um, km))
+                .map_err(|e| s3e(internal(e)))?
+            {
+                Some(up) => Some(upload_index_key(&up)),
+                // An upload that is gone: continue after every upload of that key.
+                None => Some(format!("{}/{km}\u{1}", bucket.name)),
+            }
+        }
+        (Some(km), _) => Some(format!("{}/{km}\u{1}", bucket.name)),
+        (None, _) => None,
+    };
+    let index = s
+        .store
+        .scan(
+            NS_UPLOAD_BY_KEY,
+            &index_prefix,
+            start_after.as_deref(),
+            max + 1,
+        )
+        .map_err(|e| s3e(internal(e)))?;
+    let mut ups: Vec<Upload> = Vec::with_capacity(index.len());
+    for (_, row) in index {
+        let row = String::from_utf8(row).map_err(|e| s3e(internal(e)))?;
+        if let Some(up) =
+            get_json::<Upload>(&*s.store, NS_UPLOAD, &row).map_err(|e| s3e(internal(e)))?
+        {
+            ups.push(up);
+        }
     }
     let truncated = ups.len() > max;
     let page = &ups[..ups.len().min(max)];
