@@ -28,6 +28,16 @@ pub struct BenchArgs {
         default_value = "encrypt,decrypt,generate-data-key,s3-put-4k,s3-get-4k,s3-put-64m,s3-get-64m"
     )]
     ops: String,
+    /// Instead of measuring operations one by one: a soak test of this many seconds, every
+    /// connection running a mix of KMS and S3 requests (including 1 MiB objects, listings and
+    /// deletes), with the server's RSS sampled every 10 s. Fails on any error response, or when
+    /// the RSS of the last minute exceeds the highest of the first minute by more than
+    /// `--soak-rss-growth-mib`.
+    #[arg(long)]
+    soak: Option<u64>,
+    /// The RSS growth a soak tolerates (MiB).
+    #[arg(long, default_value_t = 64)]
+    soak_rss_growth_mib: u64,
 }
 
 /// utime + stime of a process, in seconds.
@@ -194,6 +204,178 @@ fn s3(method: &'static str, path: String, body: Arc<Vec<u8>>) -> Call {
     }
 }
 
+/// Resident set size of a process, in MiB.
+fn rss_mib(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        })
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(f64::NAN)
+}
+
+/// The soak test (see `BenchArgs::soak`).
+async fn soak(
+    addr: &str,
+    pid: u32,
+    key_id: &str,
+    blob: &str,
+    conns: usize,
+    secs: u64,
+    growth_mib: u64,
+) -> Result<(), String> {
+    let small = Arc::new(vec![7u8; 4096]);
+    let big = Arc::new(vec![5u8; 1 << 20]);
+    let empty = Arc::new(Vec::new());
+    let stop = Arc::new(AtomicBool::new(false));
+    let count = Arc::new(AtomicU64::new(0));
+    let errors = Arc::new(AtomicU64::new(0));
+    let first_error = Arc::new(std::sync::Mutex::new(None::<String>));
+    println!(
+        "coffer bench --soak: server pid {pid} on {addr}; {conns} connections, {secs} s; RSS sampled every 10 s"
+    );
+    let mut tasks = vec![];
+    for c in 0..conns {
+        let (addr, stop, count, errors, first_error) = (
+            addr.to_string(),
+            stop.clone(),
+            count.clone(),
+            errors.clone(),
+            first_error.clone(),
+        );
+        let (small, big, empty) = (small.clone(), big.clone(), empty.clone());
+        let (key_id, blob) = (key_id.to_string(), blob.to_string());
+        tasks.push(tokio::spawn(async move {
+            let mut conn: Option<TcpStream> = None;
+            let mut n: u64 = 0;
+            while !stop.load(Ordering::Relaxed) {
+                n += 1;
+                // Each round of 12 requests works on one of 50 keys per connection.
+                let k = (n / 12) % 50;
+                let call = match n % 12 {
+                    0 => kms(
+                        "Encrypt",
+                        serde_json::json!({"KeyId": key_id, "Plaintext": "aGVsbG8gd29ybGQ="}),
+                    ),
+                    1 => kms("Decrypt", serde_json::json!({"CiphertextBlob": blob})),
+                    2 => kms(
+                        "GenerateDataKey",
+                        serde_json::json!({"KeyId": key_id, "KeySpec": "AES_256"}),
+                    ),
+                    3 => s3("PUT", format!("/bench-kms/soak-{c}-{k}"), small.clone()),
+                    4 => s3("GET", format!("/bench-kms/soak-{c}-{k}"), empty.clone()),
+                    5 => s3("PUT", format!("/bench-s3/soak-{c}-{k}"), small.clone()),
+                    6 => s3("GET", format!("/bench-s3/soak-{c}-{k}"), empty.clone()),
+                    7 if n % 84 == 7 => s3("PUT", format!("/bench-kms/soak-big-{c}"), big.clone()),
+                    7 => s3("GET", "/bench-kms/small".into(), empty.clone()),
+                    8 if n % 96 == 8 => {
+                        s3("GET", format!("/bench-kms/soak-big-{c}"), empty.clone())
+                    }
+                    8 => s3(
+                        "GET",
+                        "/bench-kms?list-type=2&max-keys=20".into(),
+                        empty.clone(),
+                    ),
+                    9 => s3("DELETE", format!("/bench-s3/soak-{c}-{k}"), empty.clone()),
+                    10 => kms("DescribeKey", serde_json::json!({"KeyId": key_id})),
+                    _ => kms("ListAliases", serde_json::json!({})),
+                };
+                if conn.is_none() {
+                    match TcpStream::connect(&addr).await {
+                        Ok(s) => {
+                            let _ = s.set_nodelay(true);
+                            conn = Some(s);
+                        }
+                        Err(e) => return Err(e.to_string()),
+                    }
+                }
+                let Some(stream) = conn.as_mut() else {
+                    continue;
+                };
+                match send(stream, &addr, &call, false).await {
+                    Ok(_) => {
+                        count.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(e) => {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                        first_error
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .get_or_insert(e);
+                        conn = None;
+                    }
+                }
+            }
+            Ok::<_, String>(())
+        }));
+    }
+    let t0 = Instant::now();
+    let mut samples: Vec<(f64, f64)> = vec![];
+    let mut last = 0;
+    println!(
+        "{:>8} {:>10} {:>9} {:>8} {:>9}",
+        "seconds", "requests", "req/s", "errors", "RSS MiB"
+    );
+    while t0.elapsed().as_secs() < secs {
+        tokio::time::sleep(Duration::from_secs(10).min(Duration::from_secs(secs))).await;
+        let (t, n, rss) = (
+            t0.elapsed().as_secs_f64(),
+            count.load(Ordering::Relaxed),
+            rss_mib(pid),
+        );
+        println!(
+            "{:>8.0} {:>10} {:>9.0} {:>8} {:>9.1}",
+            t,
+            n,
+            (n - last) as f64 / 10.0,
+            errors.load(Ordering::Relaxed),
+            rss
+        );
+        last = n;
+        samples.push((t, rss));
+    }
+    stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        t.await.map_err(|e| e.to_string())??;
+    }
+    let window = 60.0_f64.min(secs as f64 / 3.0);
+    let end = t0.elapsed().as_secs_f64();
+    let early = samples
+        .iter()
+        .filter(|(t, _)| *t <= window + 10.0)
+        .map(|s| s.1)
+        .fold(0.0, f64::max);
+    let late = samples
+        .iter()
+        .filter(|(t, _)| *t >= end - window - 10.0)
+        .map(|s| s.1)
+        .fold(0.0, f64::max);
+    let n = count.load(Ordering::Relaxed);
+    let errs = errors.load(Ordering::Relaxed);
+    println!(
+        "soak: {n} requests in {end:.0} s ({:.0}/s), {errs} errors; RSS highest in the first {window:.0} s {early:.1} MiB, in the last {window:.0} s {late:.1} MiB (growth {:.1} MiB, bound {growth_mib} MiB)",
+        n as f64 / end,
+        late - early
+    );
+    if errs > 0 {
+        let e = first_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        return Err(format!(
+            "{errs} error responses; first: {}",
+            e.unwrap_or_default()
+        ));
+    }
+    if late - early > growth_mib as f64 {
+        return Err(format!("RSS grew by {:.1} MiB", late - early));
+    }
+    Ok(())
+}
+
 fn percentile(sorted: &[u32], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
@@ -241,6 +423,9 @@ pub fn run(args: BenchArgs) -> Result<(), String> {
         for b in ["bench-kms", "bench-s3"] {
             send(&mut c, &addr, &s3("PUT", format!("/{b}/small"), small.clone()), false).await?;
             send(&mut c, &addr, &s3("PUT", format!("/{b}/large"), large.clone()), false).await?;
+        }
+        if let Some(secs) = args.soak {
+            return soak(&addr, server.child.id(), &key_id, &blob, args.concurrency, secs, args.soak_rss_growth_mib).await;
         }
         println!(
             "coffer bench: server pid {} on {addr}; {} connections (2 for 64 MiB objects), {} s per operation; {} cores",

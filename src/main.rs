@@ -67,21 +67,63 @@ struct ServeArgs {
     /// Allow plain HTTP on a non-loopback address (credentials and data then cross the network in clear).
     #[arg(long)]
     allow_insecure_http: bool,
+    /// Log lines as plain text (`text`, colored only on a terminal) or one JSON object per line
+    /// (`json`). The level is set with COFFER_LOG (e.g. `info`, `debug`, `coffer_gateway=debug`).
+    #[arg(long, value_enum, default_value = "text", env = "COFFER_LOG_FORMAT")]
+    log_format: LogFormat,
     /// For tests only: a movable clock, advanced by `POST /_coffer/test/advance-clock?seconds=N`
     /// (which then runs due key deletions and rotations at once).
     #[arg(long, hide = true)]
     test_clock: bool,
+    /// Connections served at once; more are accepted and closed at once. Default: 4096, or
+    /// less if the open-file limit is lower (it minus 256).
+    #[arg(long)]
+    max_connections: Option<usize>,
+    /// For tests: milliseconds a client may take to send a request head (default 10 s).
+    #[arg(long, hide = true)]
+    header_timeout_ms: Option<u64>,
+    /// For tests: milliseconds a kept-alive connection may stay idle (default 60 s).
+    #[arg(long, hide = true)]
+    idle_timeout_ms: Option<u64>,
+    /// For tests: milliseconds a request body may pause before it fails (default 20 s).
+    #[arg(long, hide = true)]
+    body_timeout_ms: Option<u64>,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Logs go to stderr, at the level COFFER_LOG sets (`info` by default); ANSI colors only when
+/// stderr is a terminal, so log files hold plain text.
+fn init_logging(format: LogFormat) {
+    use std::io::IsTerminal;
+    let mut filter = tracing_subscriber::EnvFilter::try_from_env("COFFER_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // s3s logs whole requests, headers included, at debug: session tokens and SSE-C keys. Never
+    // more than info from it, whatever COFFER_LOG asks.
+    for d in ["s3s=info"] {
+        if let Ok(d) = d.parse() {
+            filter = filter.add_directive(d);
+        }
+    }
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => b.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => b.json().with_ansi(false).init(),
+    }
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("COFFER_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let cli = Cli::parse();
+    init_logging(match &cli.cmd {
+        Cmd::Serve(a) => a.log_format,
+        _ => LogFormat::Text,
+    });
     match cli.cmd {
         Cmd::Serve(args) => match run_serve(args) {
             Ok(()) => ExitCode::SUCCESS,
@@ -312,6 +354,7 @@ fn run_serve(args: ServeArgs) -> Result<(), String> {
             clock,
             secure: tls.is_some(),
             console: coffer_console::Console::new(iam.clone(), args.region.clone(), tls.is_some()),
+            edge: coffer_gateway::Edge::new(edge_limits(&args)),
         });
         // Expired STS sessions are swept in the background.
         let sweeper = iam.clone();
@@ -353,6 +396,25 @@ fn run_serve(args: ServeArgs) -> Result<(), String> {
         tracing::info!("stopped");
         Ok::<(), String>(())
     })
+}
+
+/// Connection and body limits: the defaults, or what the (test) flags say.
+fn edge_limits(args: &ServeArgs) -> coffer_gateway::Limits {
+    let mut l = coffer_gateway::Limits::default();
+    let ms = Duration::from_millis;
+    if let Some(n) = args.max_connections {
+        l.max_connections = n.max(1);
+    }
+    if let Some(t) = args.header_timeout_ms {
+        l.header_timeout = ms(t.max(1));
+    }
+    if let Some(t) = args.idle_timeout_ms {
+        l.idle_timeout = ms(t.max(1));
+    }
+    if let Some(t) = args.body_timeout_ms {
+        l.body_timeout = ms(t.max(1));
+    }
+    l
 }
 
 /// Installs the SIGTERM/SIGINT handlers now and returns the future that resolves on either.

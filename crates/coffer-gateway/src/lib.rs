@@ -2,8 +2,11 @@
 //! authenticates it with SigV4, decodes it, calls the service, and encodes the result or the
 //! error in the protocol's shape.
 
+pub mod edge;
 pub mod encode;
 pub mod tls;
+
+pub use edge::{Edge, Limits};
 
 use bytes::Bytes;
 use coffer_core::{RequestContext, ServiceError};
@@ -37,6 +40,8 @@ pub struct App {
     pub secure: bool,
     /// The web console, at `/console`.
     pub console: coffer_console::Console,
+    /// Connection and body limits (timeouts, connection cap, pre-authentication memory).
+    pub edge: Edge,
 }
 
 /// The console's in-process API calls come back through the gateway's request path.
@@ -501,28 +506,28 @@ async fn form_token(headers: &HeaderMap, body: Body) -> (Option<String>, bool, B
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .and_then(multipart_boundary);
-    let (token, body, buf) = form_prefix(boundary.as_deref(), body).await;
-    let signed = boundary.is_some_and(|b| {
-        let has = |name: &str| matches!(scan_form(&buf, &b, name), FormScan::Done(Some(_)));
-        has("policy") && (has("x-amz-signature") || has("signature"))
-    });
-    (token, signed, body)
+    let (fields, body) = form_prefix(boundary.as_deref(), body).await;
+    (fields.token, fields.signed, body)
 }
 
-async fn form_prefix(boundary: Option<&str>, mut body: Body) -> (Option<String>, Body, Bytes) {
+/// What the fields before a form's file say (all empty unless the file part or the end of the
+/// form was reached within [`MAX_FORM_PREFIX`]).
+#[derive(Debug, Default, PartialEq, Eq)]
+struct FormFields {
+    token: Option<String>,
+    /// A `policy` and a signature (`x-amz-signature` or `signature`) came before the file.
+    signed: bool,
+}
+
+async fn form_prefix(boundary: Option<&str>, mut body: Body) -> (FormFields, Body) {
     let Some(boundary) = boundary else {
-        return (None, body, Bytes::new());
+        return (FormFields::default(), body);
     };
     let mut buf = Vec::new();
-    let mut token = None;
+    let mut scan = FormScanner::new(boundary);
     loop {
-        match scan_form(&buf, boundary, "x-amz-security-token") {
-            FormScan::Done(t) => {
-                token = t;
-                break;
-            }
-            FormScan::More if buf.len() <= MAX_FORM_PREFIX => {}
-            FormScan::More => break,
+        if scan.advance(&buf) || buf.len() > MAX_FORM_PREFIX {
+            break;
         }
         match body.frame().await {
             Some(Ok(frame)) => {
@@ -532,18 +537,15 @@ async fn form_prefix(boundary: Option<&str>, mut body: Body) -> (Option<String>,
             }
             // The body ended or failed: s3s sees the same bytes (and the error) and refuses it.
             Some(Err(e)) => {
-                let prefix = Bytes::from(buf);
-                let b = Body::http_body(Prefixed::new(prefix.clone(), Some(e), body));
-                return (None, b, prefix);
+                let b = Body::http_body(Prefixed::new(Bytes::from(buf), Some(e), body));
+                return (FormFields::default(), b);
             }
             None => break,
         }
     }
-    let prefix = Bytes::from(buf);
     (
-        token,
-        Body::http_body(Prefixed::new(prefix.clone(), None, body)),
-        prefix,
+        scan.fields(),
+        Body::http_body(Prefixed::new(Bytes::from(buf), None, body)),
     )
 }
 
@@ -558,58 +560,172 @@ fn multipart_boundary(ct: &str) -> Option<String> {
     })
 }
 
-enum FormScan {
-    /// The file part (or the end of the form) was reached: the field's value, if it came before.
-    Done(Option<String>),
-    /// More bytes are needed.
-    More,
+/// Where a [`FormScanner`] stands; offsets index the bytes read so far.
+enum ScanState {
+    /// Before the first delimiter, searched for from `from`.
+    Preamble { from: usize },
+    /// Just after a delimiter: `--` (the end of the form) or a part's head follows at `at`.
+    Delimiter { at: usize },
+    /// A part's head starts at `start`; its end (`\r\n\r\n`) is searched for from `from`.
+    Head { start: usize, from: usize },
+    /// A field's value starts at `start`; the next delimiter is searched for from `from`.
+    Value {
+        field: Option<String>,
+        start: usize,
+        from: usize,
+    },
+    /// The file part or the end of the form was reached.
+    Done,
 }
 
-/// Looks for form field `name` among the parts before the file in `buf`.
-fn scan_form(buf: &[u8], boundary: &str, name: &str) -> FormScan {
-    let delim = format!("--{boundary}");
-    let next_delim = format!("\r\n--{boundary}");
-    let find = |hay: &[u8], needle: &[u8]| hay.windows(needle.len()).position(|w| w == needle);
-    let Some(mut at) = find(buf, delim.as_bytes()) else {
-        return FormScan::More;
-    };
-    let mut found = None;
-    loop {
-        let rest = &buf[at + delim.len()..];
-        if rest.len() < 2 {
-            return FormScan::More;
+/// Scans a form's parts before the file as its bytes arrive. Each search resumes where the last
+/// one stopped (less the needle's length), so every byte is looked at a bounded number of
+/// times however finely the body is framed.
+struct FormScanner {
+    delim: Vec<u8>,
+    next_delim: Vec<u8>,
+    state: ScanState,
+    token: Option<String>,
+    policy: bool,
+    signature: bool,
+}
+
+/// The first `needle` in `hay[from..]`, as an offset in `hay`.
+fn find_from(hay: &[u8], needle: &[u8], from: usize) -> Option<usize> {
+    hay.get(from..)?
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .map(|p| p + from)
+}
+
+/// Where to resume a search for `needle` that failed over `hay` from `from`.
+fn resume(hay: &[u8], needle: &[u8], from: usize) -> usize {
+    hay.len()
+        .saturating_sub(needle.len().saturating_sub(1))
+        .max(from)
+}
+
+impl FormScanner {
+    fn new(boundary: &str) -> Self {
+        FormScanner {
+            delim: format!("--{boundary}").into_bytes(),
+            next_delim: format!("\r\n--{boundary}").into_bytes(),
+            state: ScanState::Preamble { from: 0 },
+            token: None,
+            policy: false,
+            signature: false,
         }
-        if rest.starts_with(b"--") {
-            return FormScan::Done(found);
-        }
-        let Some(head_end) = find(rest, b"\r\n\r\n") else {
-            return FormScan::More;
-        };
-        let head = String::from_utf8_lossy(&rest[..head_end]);
-        let field = head.split("\r\n").find_map(|line| {
-            let (k, v) = line.split_once(':')?;
-            if !k.trim().eq_ignore_ascii_case("content-disposition") {
-                return None;
-            }
-            v.split(';').find_map(|p| {
-                let (pk, pv) = p.trim().split_once('=')?;
-                (pk.trim() == "name").then(|| pv.trim().trim_matches('"').to_ascii_lowercase())
-            })
-        });
-        if field.as_deref() == Some("file") {
-            return FormScan::Done(found);
-        }
-        let value_start = head_end + 4;
-        let Some(len) = find(&rest[value_start..], next_delim.as_bytes()) else {
-            return FormScan::More;
-        };
-        if found.is_none() && field.as_deref() == Some(name) {
-            found = std::str::from_utf8(&rest[value_start..value_start + len])
-                .ok()
-                .map(str::to_string);
-        }
-        at += delim.len() + value_start + len + 2;
     }
+
+    /// Scans what `buf` (every byte so far) adds to the last call's; true once the file part or
+    /// the end of the form is reached.
+    fn advance(&mut self, buf: &[u8]) -> bool {
+        loop {
+            match &mut self.state {
+                ScanState::Done => return true,
+                ScanState::Preamble { from } => match find_from(buf, &self.delim, *from) {
+                    Some(p) => {
+                        self.state = ScanState::Delimiter {
+                            at: p + self.delim.len(),
+                        }
+                    }
+                    None => {
+                        *from = resume(buf, &self.delim, *from);
+                        return false;
+                    }
+                },
+                ScanState::Delimiter { at } => {
+                    let at = *at;
+                    let Some(rest) = buf.get(at..) else {
+                        return false;
+                    };
+                    if rest.len() < 2 {
+                        return false;
+                    }
+                    self.state = if rest.starts_with(b"--") {
+                        ScanState::Done
+                    } else {
+                        ScanState::Head {
+                            start: at,
+                            from: at,
+                        }
+                    };
+                }
+                ScanState::Head { start, from } => match find_from(buf, b"\r\n\r\n", *from) {
+                    None => {
+                        *from = resume(buf, b"\r\n\r\n", *from);
+                        return false;
+                    }
+                    Some(end) => {
+                        let field = part_field_name(&buf[*start..end]);
+                        self.state = if field.as_deref() == Some("file") {
+                            ScanState::Done
+                        } else {
+                            ScanState::Value {
+                                field,
+                                start: end + 4,
+                                from: end + 4,
+                            }
+                        };
+                    }
+                },
+                ScanState::Value { field, start, from } => {
+                    match find_from(buf, &self.next_delim, *from) {
+                        None => {
+                            *from = resume(buf, &self.next_delim, *from);
+                            return false;
+                        }
+                        Some(end) => {
+                            let field = field.take();
+                            let value = std::str::from_utf8(&buf[*start..end]).ok();
+                            self.record(field.as_deref(), value);
+                            self.state = ScanState::Delimiter {
+                                at: end + self.next_delim.len(),
+                            };
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Notes a field (the first UTF-8 value of each name counts).
+    fn record(&mut self, field: Option<&str>, value: Option<&str>) {
+        let Some(value) = value else { return };
+        match field {
+            Some("x-amz-security-token") if self.token.is_none() => {
+                self.token = Some(value.to_string());
+            }
+            Some("policy") => self.policy = true,
+            Some("x-amz-signature" | "signature") => self.signature = true,
+            _ => {}
+        }
+    }
+
+    fn fields(self) -> FormFields {
+        if !matches!(self.state, ScanState::Done) {
+            return FormFields::default();
+        }
+        FormFields {
+            signed: self.policy && self.signature,
+            token: self.token,
+        }
+    }
+}
+
+/// The lower-cased `name` of a part's `Content-Disposition`.
+fn part_field_name(head: &[u8]) -> Option<String> {
+    let head = String::from_utf8_lossy(head);
+    head.split("\r\n").find_map(|line| {
+        let (k, v) = line.split_once(':')?;
+        if !k.trim().eq_ignore_ascii_case("content-disposition") {
+            return None;
+        }
+        v.split(';').find_map(|p| {
+            let (pk, pv) = p.trim().split_once('=')?;
+            (pk.trim() == "name").then(|| pv.trim().trim_matches('"').to_ascii_lowercase())
+        })
+    })
 }
 
 /// A body that yields `prefix` (then `error`, if any) before the rest of `inner`.
@@ -770,6 +886,176 @@ fn is_form(headers: &HeaderMap) -> bool {
         })
 }
 
+/// S3's text for a connection that stopped sending (also used for Query and JSON requests).
+const REQUEST_TIMEOUT_MESSAGE: &str = "Your socket connection to the server was not read from or written to within the timeout period. Idle connections will be closed.";
+
+fn request_timeout() -> ServiceError {
+    ServiceError::new("RequestTimeout", 400, REQUEST_TIMEOUT_MESSAGE)
+}
+
+/// The protocol's throttling error, for a request that found no pre-authentication memory free
+/// within the body timeout.
+fn busy_error(proto: Proto) -> ServiceError {
+    match proto {
+        Proto::S3 => ServiceError::new("SlowDown", 503, "Please reduce your request rate."),
+        Proto::Kms => ServiceError::new("ThrottlingException", 400, "Rate exceeded"),
+        Proto::Iam | Proto::Sts => ServiceError::new("Throttling", 400, "Rate exceeded"),
+    }
+}
+
+/// AWS's error for a body fault the gateway recorded.
+fn fault_error(
+    f: &edge::BodyFault,
+    cap: Option<DocCap>,
+) -> (ServiceError, Vec<(&'static str, String)>) {
+    match f {
+        edge::BodyFault::Stalled => (request_timeout(), vec![]),
+        edge::BodyFault::TooLarge => (
+            cap.map_or_else(|| DocCap::DOCUMENT.error(), DocCap::error),
+            vec![],
+        ),
+        edge::BodyFault::Sha256Mismatch { client, computed } => auth_error(
+            Proto::S3,
+            &AuthError::ContentSha256Mismatch {
+                client: client.clone(),
+                computed: computed.clone(),
+            },
+            "",
+        ),
+    }
+}
+
+/// Bodies up to this size are read and dropped after an early refusal ([`linger`]).
+const LINGER_MAX: u64 = 8 << 20;
+/// How long [`linger`] reads at most.
+const LINGER_TIME: Duration = Duration::from_secs(10);
+
+/// Reads and drops the rest of a refused request's body in the background, so that a client
+/// which writes its whole body before reading the response (most do) reads the refusal instead
+/// of a connection reset; the connection closes once the body is done. Only bodies announced at
+/// most [`LINGER_MAX`] long are drained (the body timeout still applies, and [`LINGER_TIME`]
+/// bounds it); larger ones are dropped at once and their connection closed. Nothing is kept.
+fn linger(body: Body, length: Option<u64>) {
+    if length.is_none_or(|n| n > LINGER_MAX) {
+        return;
+    }
+    tokio::spawn(async move {
+        let mut body = body;
+        let _ = tokio::time::timeout(LINGER_TIME, async {
+            let mut seen: u64 = 0;
+            while let Some(Ok(frame)) = body.frame().await {
+                if let Some(d) = frame.data_ref() {
+                    seen = seen.saturating_add(d.len() as u64);
+                    if seen > LINGER_MAX {
+                        break;
+                    }
+                }
+            }
+        })
+        .await;
+    });
+}
+
+fn header_u64(headers: &HeaderMap, name: impl header::AsHeaderName) -> Option<u64> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+}
+
+fn content_length(headers: &HeaderMap) -> Option<u64> {
+    header_u64(headers, header::CONTENT_LENGTH)
+}
+
+/// How large an S3 document body (one s3s reads into memory) may be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct DocCap {
+    limit: u64,
+    /// A bucket policy (AWS: at most 20 KB, `PolicyTooLarge`).
+    policy: bool,
+}
+
+impl DocCap {
+    /// Bucket policies: 20 KiB, as coffer-s3 checks the policy text.
+    const POLICY: DocCap = DocCap {
+        limit: 20 * 1024,
+        policy: true,
+    };
+    /// Configuration, tagging, ACL, retention... documents.
+    const DOCUMENT: DocCap = DocCap {
+        limit: 1 << 20,
+        policy: false,
+    };
+    /// Lists: DeleteObjects (1,000 keys of up to 1,024 bytes) and CompleteMultipartUpload
+    /// (10,000 parts with checksums).
+    const LIST: DocCap = DocCap {
+        limit: 4 << 20,
+        policy: false,
+    };
+
+    fn error(self) -> ServiceError {
+        if self.policy {
+            ServiceError::new(
+                "PolicyTooLarge",
+                400,
+                "Policy exceeds the maximum allowed document size.",
+            )
+        } else {
+            ServiceError::new(
+                "MaxMessageLengthExceeded",
+                400,
+                "Your request was too large.",
+            )
+        }
+    }
+}
+
+/// The bound on an S3 request's body when s3s reads it whole into memory (bucket configuration,
+/// policy, tagging, ACL, object retention and legal hold, DeleteObjects, CompleteMultipartUpload,
+/// RestoreObject, SelectObjectContent, CreateBucket's configuration); `None` for object data
+/// (PutObject, UploadPart, POST object), which is streamed.
+fn s3_document_cap(parts: &http::request::Parts) -> Option<DocCap> {
+    let query = parts.uri.query().unwrap_or_default();
+    let has = |name: &str| {
+        query
+            .split('&')
+            .any(|p| p.split('=').next().is_some_and(|k| k == name))
+    };
+    let multipart = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.trim_start()
+                .to_ascii_lowercase()
+                .starts_with("multipart/form-data")
+        });
+    let (_, key) = s3_target(parts);
+    let document = match parts.method {
+        Method::POST => !multipart,
+        // On a bucket every PUT carries a document; on an object only these subresources do.
+        Method::PUT => {
+            key.is_none()
+                || ["tagging", "acl", "retention", "legal-hold"]
+                    .iter()
+                    .any(|n| has(n))
+        }
+        _ => false,
+    };
+    if !document {
+        return None;
+    }
+    Some(
+        if parts.method == Method::PUT && key.is_none() && has("policy") {
+            DocCap::POLICY
+        } else if parts.method == Method::POST && (has("delete") || has("uploadId")) {
+            DocCap::LIST
+        } else {
+            DocCap::DOCUMENT
+        },
+    )
+}
+
 impl App {
     /// Hands an S3 request to s3s, with what the gateway knows of the connection.
     async fn s3_call(
@@ -862,13 +1148,59 @@ impl App {
         }
     }
 
+    /// Reads a body needed before authentication (Query and KMS JSON requests): at most
+    /// [`MAX_QUERY_BODY`], within the pre-authentication memory budget (waiting for a share at
+    /// most the body timeout) and within [`edge::PREAUTH_READ_DEADLINE`].
+    async fn read_preauth(
+        &self,
+        proto: Proto,
+        headers: &HeaderMap,
+        body: Body,
+        faults: &edge::Faults,
+    ) -> Result<Bytes, ServiceError> {
+        let too_large =
+            || ServiceError::new("RequestEntityTooLarge", 413, "Request body is too large.");
+        // In-process (console) requests may come without a Content-Length: their body knows.
+        // A larger announced body is still read up to the limit (as before), so that a client
+        // that writes its whole body before reading gets the answer rather than a reset.
+        let len = content_length(headers).or_else(|| hyper::body::Body::size_hint(&body).exact());
+        let _permit = if len == Some(0) {
+            None
+        } else {
+            match self.edge.reserve_preauth(len, MAX_QUERY_BODY).await {
+                Some(p) => Some(p),
+                None => return Err(busy_error(proto)),
+            }
+        };
+        let read = tokio::time::timeout(
+            edge::PREAUTH_READ_DEADLINE,
+            Limited::new(body, MAX_QUERY_BODY).collect(),
+        )
+        .await;
+        match read {
+            Ok(Ok(b)) => Ok(b.to_bytes()),
+            Ok(Err(_)) if faults.get() == Some(&edge::BodyFault::Stalled) => Err(request_timeout()),
+            Ok(Err(_)) => Err(too_large()),
+            Err(_) => Err(request_timeout()),
+        }
+    }
+
     /// Handles one request.
     pub async fn handle(
         self: Arc<Self>,
         req: Request<Incoming>,
         peer: SocketAddr,
     ) -> Response<Body> {
-        let (parts, body) = req.into_parts();
+        let (mut parts, body) = req.into_parts();
+        // Every body fails once it stalls for the body timeout; the handler learns why from
+        // the fault slot it carries in the request's extensions.
+        let faults = edge::Faults::default();
+        let body = Body::http_body(edge::Guarded::timed(
+            body,
+            self.edge.limits.body_timeout,
+            faults.clone(),
+        ));
+        parts.extensions.insert(edge::BodyWatch(faults));
         let path = parts.uri.path();
         // Browsers do not sign requests and API clients always do: a signed request for
         // `/console/…` is S3 path-style access to a bucket named "console".
@@ -878,12 +1210,9 @@ impl App {
                 .query()
                 .is_some_and(|q| q.contains("X-Amz-Credential=") || q.contains("X-Amz-Signature="));
         if !signed && (path == "/console" || path.starts_with("/console/")) {
-            return self
-                .console
-                .handle(parts, Body::from(body), peer, &*self)
-                .await;
+            return self.console.handle(parts, body, peer, &*self).await;
         }
-        self.handle_api(parts, Body::from(body), peer).await
+        self.handle_api(parts, body, peer).await
     }
 
     /// Handles an API request (or health/test endpoints).
@@ -941,22 +1270,20 @@ impl App {
         let pre = classify(&parts.headers, auth_scope, None);
         let needs_body = maybe_query || pre == Proto::Kms;
         let mut body = Some(body);
+        // The fault slot of this request's body (absent for in-process console calls).
+        let faults = parts
+            .extensions
+            .get::<edge::BodyWatch>()
+            .map(|w| w.0.clone())
+            .unwrap_or_default();
         let body_bytes = if needs_body && let Some(body) = body.take() {
-            match Limited::new(body, MAX_QUERY_BODY).collect().await {
-                Ok(b) => b.to_bytes(),
-                Err(_) => {
+            match self.read_preauth(pre, &parts.headers, body, &faults).await {
+                Ok(b) => b,
+                Err(e) => {
                     let mut reply = Reply::new(pre);
                     // The rest of the body is not read.
                     reply.close = true;
-                    return reply.error(
-                        &ServiceError::new(
-                            "RequestEntityTooLarge",
-                            413,
-                            "Request body is too large.",
-                        ),
-                        &[],
-                        false,
-                    );
+                    return reply.error(&e, &[], false);
                 }
             }
         } else {
@@ -987,9 +1314,27 @@ impl App {
         // signer. Only that shape goes through without SigV4 here.
         if proto == Proto::S3 && matches!(parsed, Ok(None)) && is_post_upload(&parts) {
             let body = body.unwrap_or_else(|| Body::from(body_bytes));
-            // The session token is a form field: read the fields before the file (bounded) to
-            // find it, and hand s3s the body unchanged.
-            let (token, signed, body) = form_token(&parts.headers, body).await;
+            // The session token is a form field: read the fields before the file (bounded, and
+            // within the pre-authentication memory budget) to find it, and hand s3s the body
+            // unchanged.
+            let Some(permit) = self
+                .edge
+                .reserve_preauth(content_length(&parts.headers), MAX_FORM_PREFIX)
+                .await
+            else {
+                reply.close = true;
+                return reply.error(&busy_error(proto), &[], false);
+            };
+            let read = tokio::time::timeout(
+                edge::PREAUTH_READ_DEADLINE,
+                form_token(&parts.headers, body),
+            )
+            .await;
+            drop(permit);
+            let Ok((token, signed, body)) = read else {
+                reply.close = true;
+                return reply.error(&request_timeout(), &[], false);
+            };
             // Anonymous form uploads are not supported: refuse before s3s reads (and buffers)
             // the file.
             if !signed {
@@ -1003,6 +1348,13 @@ impl App {
             let mut parts = parts;
             parts.extensions.insert(coffer_s3::PostFormToken(token));
             let mut r = self.s3_call(parts, body, peer, &reply, true).await;
+            if r.status().as_u16() >= 400
+                && let Some(f) = faults.get()
+            {
+                reply.close = true;
+                let (e, extra) = fault_error(f, None);
+                return reply.error(&e, &extra, false);
+            }
             if r.status().as_u16() >= 400 {
                 r.headers_mut()
                     .insert(header::CONNECTION, HeaderValue::from_static("close"));
@@ -1301,7 +1653,7 @@ impl App {
             Proto::S3 => {
                 // Authenticated here with AWS's exact errors; s3s verifies again (cheaply) and
                 // decodes aws-chunked bodies, then the S3 service authorizes.
-                let body = match body {
+                let mut body = match body {
                     Some(b) => b,
                     None => Body::from(body_bytes),
                 };
@@ -1309,7 +1661,62 @@ impl App {
                 // policy, missing bucket): then the connection cannot be reused.
                 reply.close = false;
                 let had_body = has_body(&parts.headers);
+                // Documents s3s reads into memory (policies, tagging, delete lists...) are
+                // bounded here, before s3s buffers them and before the service authorizes.
+                let cap = if had_body {
+                    s3_document_cap(&parts)
+                } else {
+                    None
+                };
+                if let Some(cap) = cap {
+                    let mode = auth
+                        .s3_payload_hash()
+                        .and_then(coffer_sigv4::PayloadMode::from_header);
+                    let streaming = mode.as_ref().is_some_and(|m| {
+                        m.chunked_mode().is_some()
+                            || *m == coffer_sigv4::PayloadMode::StreamingEcdsa
+                    });
+                    let length = content_length(&parts.headers);
+                    let declared = if streaming {
+                        header_u64(&parts.headers, "x-amz-decoded-content-length")
+                    } else {
+                        length
+                    };
+                    if declared.is_some_and(|n| n > cap.limit) {
+                        reply.close = true;
+                        linger(body, length);
+                        return reply.error(&cap.error(), &[], head);
+                    }
+                    // aws-chunked framing adds to the bytes on the wire; s3s checks the decoded
+                    // length itself.
+                    let wire_limit = if streaming {
+                        cap.limit.saturating_mul(2).saturating_add(64 << 10)
+                    } else {
+                        cap.limit
+                    };
+                    let sha = match (&mode, length) {
+                        (Some(coffer_sigv4::PayloadMode::Sha256(h)), Some(n)) => {
+                            Some((h.as_str(), n))
+                        }
+                        _ => None,
+                    };
+                    body = Body::http_body(edge::Guarded::limited(
+                        body,
+                        wire_limit,
+                        sha,
+                        faults.clone(),
+                    ));
+                }
                 let mut r = self.s3_call(parts, body, peer, &reply, false).await;
+                // A body the gateway failed (stalled, too large, wrong SHA-256) surfaces from
+                // s3s as whatever error its reader made of it: answer with AWS's.
+                if r.status().as_u16() >= 400
+                    && let Some(f) = faults.get()
+                {
+                    reply.close = true;
+                    let (e, extra) = fault_error(f, cap);
+                    return reply.error(&e, &extra, head);
+                }
                 if had_body && r.status().as_u16() >= 400 {
                     r.headers_mut()
                         .insert(header::CONNECTION, HeaderValue::from_static("close"));
@@ -1369,6 +1776,13 @@ fn canonical_ip(ip: IpAddr) -> IpAddr {
 
 /// Serves `app` on `listener` until `shutdown` resolves, then drains in-flight connections
 /// (at most `drain` long).
+///
+/// At most `app.edge.limits.max_connections` connections are served at once: one over the cap
+/// is accepted and closed at once (rather than left in the kernel's backlog, where its client
+/// would wait without knowing). A connection must send each request head within the header
+/// timeout of its first byte (the first one within the header timeout of the connection
+/// opening), and is closed after the idle timeout without a request (hyper's header-read timer,
+/// which runs from the moment hyper waits for a head).
 pub async fn serve(
     listener: TcpListener,
     app: Arc<App>,
@@ -1376,10 +1790,15 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()>,
     drain: Duration,
 ) {
-    use hyper_util::rt::TokioIo;
     use hyper_util::server::graceful::GracefulShutdown;
     let graceful = GracefulShutdown::new();
-    let http = hyper::server::conn::http1::Builder::new();
+    let limits = app.edge.limits.clone();
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(limits.idle_timeout);
+    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
+    let mut refused: u64 = 0;
+    let mut last_refusal_log: Option<tokio::time::Instant> = None;
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -1392,33 +1811,33 @@ pub async fn serve(
                         continue;
                     }
                 };
+                let Ok(slot) = slots.clone().try_acquire_owned() else {
+                    drop(stream);
+                    refused += 1;
+                    if last_refusal_log.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
+                        tracing::warn!(refused, max = limits.max_connections, "connection limit reached: closing new connections");
+                        last_refusal_log = Some(tokio::time::Instant::now());
+                    }
+                    continue;
+                };
                 let _ = stream.set_nodelay(true);
                 let app = app.clone();
-                let svc = hyper::service::service_fn(move |req| {
-                    let app = app.clone();
-                    async move { Ok::<_, std::convert::Infallible>(app.handle(req, peer).await) }
-                });
-                match &tls {
-                    None => {
-                        let conn = http.serve_connection(TokioIo::new(stream), svc);
-                        let fut = graceful.watch(conn);
-                        tokio::spawn(async move { let _ = fut.await; });
-                    }
-                    Some(acceptor) => {
-                        let acceptor = acceptor.clone();
-                        let http = http.clone();
-                        let watcher = graceful.watcher();
-                        tokio::spawn(async move {
-                            match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await {
-                                Ok(Ok(s)) => {
-                                    let conn = http.serve_connection(TokioIo::new(s), svc);
-                                    let _ = watcher.watch(conn).await;
-                                }
+                let http = http.clone();
+                let watcher = graceful.watcher();
+                let acceptor = tls.clone();
+                let header_timeout = limits.header_timeout;
+                tokio::spawn(async move {
+                    let _slot = slot;
+                    match acceptor {
+                        None => serve_conn(&http, stream, app, peer, watcher, header_timeout).await,
+                        Some(acceptor) => {
+                            match tokio::time::timeout(header_timeout, acceptor.accept(stream)).await {
+                                Ok(Ok(s)) => serve_conn(&http, s, app, peer, watcher, header_timeout).await,
                                 _ => tracing::debug!("TLS handshake failed"),
                             }
-                        });
+                        }
                     }
-                }
+                });
             }
             _ = &mut shutdown => break,
         }
@@ -1427,6 +1846,39 @@ pub async fn serve(
     tokio::select! {
         _ = graceful.shutdown() => tracing::info!("all connections drained"),
         _ = tokio::time::sleep(drain) => tracing::warn!("drain timeout; closing remaining connections"),
+    }
+}
+
+/// Serves one connection until it ends, or until a request head is overdue.
+async fn serve_conn<S>(
+    http: &hyper::server::conn::http1::Builder,
+    io: S,
+    app: Arc<App>,
+    peer: SocketAddr,
+    watcher: hyper_util::server::graceful::Watcher,
+    header_timeout: Duration,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let watch = Arc::new(edge::ConnWatch::new());
+    let w = watch.clone();
+    let svc = hyper::service::service_fn(move |req| {
+        let app = app.clone();
+        // Taken when hyper hands over the parsed head: the head is no longer pending.
+        let busy = w.begin_request();
+        async move {
+            let r = app.handle(req, peer).await;
+            drop(busy);
+            Ok::<_, std::convert::Infallible>(r)
+        }
+    });
+    let io = hyper_util::rt::TokioIo::new(edge::WatchedIo::new(io, watch.clone()));
+    let conn = watcher.watch(http.serve_connection(io, svc));
+    tokio::select! {
+        _ = conn => {}
+        _ = watch.head_overdue(header_timeout) => {
+            tracing::debug!(%peer, "request head not received in time: connection closed");
+        }
     }
 }
 
@@ -1455,5 +1907,126 @@ fn s3_target(parts: &http::request::Parts) -> (Option<String>, Option<String>) {
             let (b, k) = path.split_once('/').unwrap_or((path, ""));
             (non_empty(decode(b)), non_empty(decode(k)))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    /// A body that yields `data` one byte per frame.
+    struct Trickle(Bytes);
+
+    impl hyper::body::Body for Trickle {
+        type Data = Bytes;
+        type Error = std::convert::Infallible;
+
+        fn poll_frame(
+            mut self: std::pin::Pin<&mut Self>,
+            _cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+            if self.0.is_empty() {
+                return std::task::Poll::Ready(None);
+            }
+            let b = self.0.split_to(1);
+            std::task::Poll::Ready(Some(Ok(hyper::body::Frame::data(b))))
+        }
+    }
+
+    fn form_with_big_field(boundary: &str, field_len: usize) -> Bytes {
+        let mut f = format!("--{boundary}\r\nContent-Disposition: form-data; name=\"key\"\r\n\r\n")
+            .into_bytes();
+        f.resize(f.len() + field_len, b'k');
+        f.extend_from_slice(
+            format!(
+                "\r\n--{boundary}\r\nContent-Disposition: form-data; name=\"x-amz-security-token\"\r\n\r\ntok\r\n--{boundary}\r\nContent-Disposition: form-data; name=\"file\"\r\n\r\ndata\r\n--{boundary}--\r\n"
+            )
+            .as_bytes(),
+        );
+        Bytes::from(f)
+    }
+
+    /// One-byte frames must not make the scan of the fields before the file quadratic.
+    #[tokio::test]
+    async fn form_prefix_scan_is_linear_in_tiny_frames() {
+        let form = form_with_big_field("XyZ", 256 << 10);
+        let body = Body::http_body(Trickle(form));
+        let t = std::time::Instant::now();
+        let (fields, rest) = form_prefix(Some("XyZ"), body).await;
+        let took = t.elapsed();
+        assert!(
+            took < Duration::from_secs(10),
+            "scanning a 256 KiB field in 1-byte frames took {took:?}"
+        );
+        assert_eq!(fields.token.as_deref(), Some("tok"));
+        assert!(!fields.signed);
+        // The body handed on still yields every byte.
+        let all = rest.collect().await.unwrap().to_bytes();
+        assert_eq!(all, form_with_big_field("XyZ", 256 << 10));
+    }
+
+    #[test]
+    fn which_s3_bodies_are_documents() {
+        let cap = |method: Method, uri: &str, ct: Option<&str>| {
+            let mut b = Request::builder().method(method).uri(uri);
+            if let Some(ct) = ct {
+                b = b.header(header::CONTENT_TYPE, ct);
+            }
+            let (parts, ()) = b.body(()).unwrap().into_parts();
+            s3_document_cap(&parts)
+        };
+        assert_eq!(cap(Method::PUT, "/b?policy", None), Some(DocCap::POLICY));
+        assert_eq!(cap(Method::PUT, "/b?tagging", None), Some(DocCap::DOCUMENT));
+        assert_eq!(cap(Method::PUT, "/b", None), Some(DocCap::DOCUMENT));
+        assert_eq!(
+            cap(Method::PUT, "/b/k?tagging", None),
+            Some(DocCap::DOCUMENT)
+        );
+        assert_eq!(
+            cap(Method::PUT, "/b/k?retention", None),
+            Some(DocCap::DOCUMENT)
+        );
+        assert_eq!(cap(Method::POST, "/b?delete", None), Some(DocCap::LIST));
+        assert_eq!(
+            cap(Method::POST, "/b/k?uploadId=abc", None),
+            Some(DocCap::LIST)
+        );
+        // Object data streams.
+        assert_eq!(cap(Method::PUT, "/b/k", None), None);
+        assert_eq!(cap(Method::PUT, "/b/k?partNumber=1&uploadId=x", None), None);
+        assert_eq!(cap(Method::PUT, "/b/policy", None), None);
+        assert_eq!(
+            cap(Method::POST, "/b", Some("multipart/form-data; boundary=x")),
+            None
+        );
+        assert_eq!(cap(Method::GET, "/b?policy", None), None);
+    }
+
+    #[tokio::test]
+    async fn form_fields_before_the_file_whatever_the_framing() {
+        let b = "bnd";
+        let form = format!(
+            "preamble\r\n--{b}\r\nContent-Disposition: form-data; name=\"Policy\"\r\n\r\neyJ9\r\n--{b}\r\nContent-Disposition: form-data; name=\"X-Amz-Security-Token\"\r\n\r\nT1\r\n--{b}\r\nContent-Disposition: form-data; name=\"x-amz-security-token\"\r\n\r\nT2\r\n--{b}\r\nContent-Disposition: form-data; name=\"X-Amz-Signature\"\r\n\r\nabc\r\n--{b}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"f\"\r\n\r\nx-amz-security-token\r\n--{b}--\r\n"
+        );
+        let want = FormFields {
+            token: Some("T1".into()),
+            signed: true,
+        };
+        let bulk = Body::from(form.clone());
+        assert_eq!(form_prefix(Some(b), bulk).await.0, want);
+        let trickle = Body::http_body(Trickle(Bytes::from(form.clone())));
+        assert_eq!(form_prefix(Some(b), trickle).await.0, want);
+        // Cut before the file part: nothing is known.
+        let cut = form[..form.find("name=\"file\"").unwrap()].to_string();
+        assert_eq!(
+            form_prefix(Some(b), Body::from(cut)).await.0,
+            FormFields::default()
+        );
+        // A signature after the file does not count.
+        let late = format!(
+            "--{b}\r\nContent-Disposition: form-data; name=\"policy\"\r\n\r\np\r\n--{b}\r\nContent-Disposition: form-data; name=\"file\"\r\n\r\nx\r\n--{b}\r\nContent-Disposition: form-data; name=\"signature\"\r\n\r\ns\r\n--{b}--\r\n"
+        );
+        assert!(!form_prefix(Some(b), Body::from(late)).await.0.signed);
     }
 }
