@@ -489,3 +489,49 @@ fn connections_over_the_cap_are_closed_at_once() {
     }
     drop(held);
 }
+
+#[test]
+fn object_bodies_with_wrong_sha256_are_refused_with_awss_code_and_not_stored() {
+    let s = Server::start();
+    create_bucket(&s, "shaobjects");
+    for size in [100usize, 300 << 10] {
+        let body = vec![b'z'; size];
+        let other = coffer_sigv4::sha256_hex(b"not this body");
+        let head = s3_head(
+            &s,
+            &Creds::root(),
+            &Method::PUT,
+            "/shaobjects/o",
+            HeaderMap::new(),
+            &other,
+            body.len(),
+        );
+        let r = exchange(&s, &head, &body, Duration::from_secs(10));
+        r.expect_s3_error(
+            400,
+            "XAmzContentSHA256Mismatch",
+            "The provided 'x-amz-content-sha256' header does not match what was computed.",
+        );
+        let r = s.s3(
+            Method::GET,
+            "/shaobjects/o",
+            Some(&Signing::new(&Creds::root(), "s3")),
+        );
+        assert_eq!(r.status, 404, "nothing stored: {}", r.body);
+    }
+    let blobs: Vec<_> = walk(&s.data_dir.join("blobs"));
+    assert!(blobs.is_empty(), "no blob left: {blobs:?}");
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = vec![];
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}

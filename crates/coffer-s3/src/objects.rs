@@ -274,6 +274,35 @@ pub(crate) struct Ingested {
 /// Streams a body through MD5, the checksums and the segment encryptor into blob `blob_id`,
 /// verifies length, Content-MD5 and checksums (headers or trailer), and makes the blob durable.
 /// On any error the blob is discarded. Memory: about one write batch.
+/// What a failed object body answers. s3s's reader fails a body whose bytes do not hash to its
+/// `x-amz-content-sha256` with an error whose text is pinned by a test (its type is private).
+fn body_error(e: s3s::StdError) -> s3s::S3Error {
+    if is_sha256_mismatch(&*e) {
+        return s3e(ServiceError::new(
+            "XAmzContentSHA256Mismatch",
+            400,
+            "The provided 'x-amz-content-sha256' header does not match what was computed.",
+        ));
+    }
+    let mut err = s3_error!(
+        IncompleteBody,
+        "The request body could not be read completely."
+    );
+    err.set_source(e);
+    err
+}
+
+fn is_sha256_mismatch(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(e);
+    while let Some(e) = cur {
+        if e.to_string() == "UploadStreamError: Sha256Mismatch" {
+            return true;
+        }
+        cur = e.source();
+    }
+    false
+}
+
 pub(crate) async fn ingest(
     s: &Inner,
     blob_id: &str,
@@ -311,14 +340,7 @@ pub(crate) async fn ingest(
     let mut size: u64 = 0;
     if let Some(mut body) = b.body.take() {
         while let Some(chunk) = body.next().await {
-            let chunk = chunk.map_err(|e| {
-                let mut err = s3_error!(
-                    IncompleteBody,
-                    "The request body could not be read completely."
-                );
-                err.set_source(e);
-                err
-            })?;
+            let chunk = chunk.map_err(body_error)?;
             size += chunk.len() as u64;
             if size > MAX_PUT {
                 return Err(s3_error!(
