@@ -312,3 +312,74 @@ def test_list_multipart_uploads_pages_by_key_then_initiation(srv, s3):
     r = s3.list_multipart_uploads(Bucket=b)
     assert (key, up) not in [(u["Key"], u["UploadId"]) for u in r["Uploads"]]
     assert len(r["Uploads"]) == 5
+
+
+def test_reading_a_version_while_newer_ones_are_deleted_and_promoted_never_misses(srv, s3):
+    b = bucket_of(s3)
+    s3.put_bucket_versioning(Bucket=b, VersioningConfiguration={"Status": "Enabled"})
+    versions = []
+    for i in range(30):
+        versions.append((s3.put_object(Bucket=b, Key="k", Body=f"v{i}".encode())["VersionId"], f"v{i}".encode()))
+    keep_id, keep_body = versions[0]
+    stop = threading.Event()
+    misses = []
+    reads = [0]
+
+    def read():
+        while not stop.is_set():
+            try:
+                body = s3.get_object(Bucket=b, Key="k", VersionId=keep_id)["Body"].read()
+                if body != keep_body:
+                    misses.append(body)
+                reads[0] += 1
+            except ClientError as e:
+                misses.append(e.response["Error"]["Code"])
+
+    readers = [threading.Thread(target=read) for _ in range(3)]
+    [t.start() for t in readers]
+    try:
+        # Newest first: each delete removes the current version and promotes the next one.
+        for vid, _ in reversed(versions[1:]):
+            s3.delete_object(Bucket=b, Key="k", VersionId=vid)
+            # And a version in the middle of the list, by id, as the current row moves.
+            got = s3.get_object(Bucket=b, Key="k")["Body"].read()
+            assert got in {body for _, body in versions}
+    finally:
+        stop.set()
+        [t.join() for t in readers]
+    assert misses == [], misses[:5]
+    assert reads[0] > 0
+    listed = s3.list_object_versions(Bucket=b, Prefix="k")["Versions"]
+    assert [(v["VersionId"], v["IsLatest"]) for v in listed] == [(keep_id, True)]
+    assert s3.get_object(Bucket=b, Key="k")["Body"].read() == keep_body
+
+
+def test_concurrent_writes_to_one_key_keep_every_acknowledged_version_and_no_orphan(srv, s3):
+    b = bucket_of(s3)
+    s3.put_bucket_versioning(Bucket=b, VersioningConfiguration={"Status": "Enabled"})
+    acked = {}
+    lock = threading.Lock()
+
+    def write(t):
+        c = srv.client_for("s3", ROOT)
+        for i in range(8):
+            body = f"{t}-{i}-".encode() + os.urandom(70 * 1024 if i % 2 else 100)
+            vid = c.put_object(Bucket=b, Key="hot", Body=body)["VersionId"]
+            with lock:
+                acked[vid] = hashlib.sha256(body).hexdigest()
+
+    ts = [threading.Thread(target=write, args=(t,)) for t in range(6)]
+    [t.start() for t in ts]
+    [t.join() for t in ts]
+    listed = s3.list_object_versions(Bucket=b, Prefix="hot")["Versions"]
+    assert sorted(v["VersionId"] for v in listed) == sorted(acked)
+    for vid, digest in acked.items():
+        body = s3.get_object(Bucket=b, Key="hot", VersionId=vid)["Body"].read()
+        assert hashlib.sha256(body).hexdigest() == digest
+    # Unversioned: the last writer wins, and every overwritten blob is gone.
+    u = bucket_of(s3)
+    ts = [threading.Thread(target=lambda t=t: [srv.client_for("s3", ROOT).put_object(Bucket=u, Key="hot", Body=os.urandom(70 * 1024)) for _ in range(5)]) for t in range(6)]
+    [t.start() for t in ts]
+    [t.join() for t in ts]
+    big_versions = sum(1 for v in listed if v["Size"] > 64 * 1024)
+    assert len(blob_files(srv.data_dir)) == big_versions + 1
