@@ -157,15 +157,31 @@ mod tests {
         for i in 0..blob.len() {
             let mut b = blob.clone();
             b[i] ^= 0x01;
-            assert!(open(&m, &b, &ctx).is_err(), "flip at {i}");
+            assert_eq!(
+                open(&m, &b, &ctx).err(),
+                Some(CryptoError::Unauthentic),
+                "flip at {i}"
+            );
         }
         for n in 0..blob.len() {
-            assert!(open(&m, &blob[..n], &ctx).is_err());
+            assert_eq!(
+                open(&m, &blob[..n], &ctx).err(),
+                Some(CryptoError::Unauthentic)
+            );
         }
-        assert!(open(&m, &blob, &canonical_context([("a", "1")])).is_err());
-        assert!(open(&m, &blob, &canonical_context([("a", "1"), ("b", "3")])).is_err());
-        assert!(open(&m, &blob, &[]).is_err());
-        assert!(open(&[8u8; 32], &blob, &ctx).is_err());
+        assert_eq!(
+            open(&m, &blob, &canonical_context([("a", "1")])).err(),
+            Some(CryptoError::Unauthentic)
+        );
+        assert_eq!(
+            open(&m, &blob, &canonical_context([("a", "1"), ("b", "3")])).err(),
+            Some(CryptoError::Unauthentic)
+        );
+        assert_eq!(open(&m, &blob, &[]).err(), Some(CryptoError::Unauthentic));
+        assert_eq!(
+            open(&[8u8; 32], &blob, &ctx).err(),
+            Some(CryptoError::Unauthentic)
+        );
         // length prefixes keep ("ab","c") and ("a","bc") apart
         assert_ne!(
             canonical_context([("ab", "c")]),

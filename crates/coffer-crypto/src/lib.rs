@@ -215,16 +215,26 @@ mod tests {
             for bit in 0..8 {
                 let mut b = blob.clone();
                 b[i] ^= 1 << bit;
-                assert!(k.unwrap(b"ctx", &b).is_err(), "flip at {i}/{bit}");
+                assert_eq!(
+                    k.unwrap(b"ctx", &b).err(),
+                    Some(CryptoError::Unauthentic),
+                    "flip at {i}/{bit}"
+                );
             }
         }
         // truncation fails
         for n in 0..blob.len() {
-            assert!(k.unwrap(b"ctx", &blob[..n]).is_err());
+            assert_eq!(
+                k.unwrap(b"ctx", &blob[..n]).err(),
+                Some(CryptoError::Unauthentic)
+            );
         }
         // another key fails
         let k2 = RootKey::generate().unwrap();
-        assert!(k2.unwrap(b"ctx", &blob).is_err());
+        assert_eq!(
+            k2.unwrap(b"ctx", &blob).err(),
+            Some(CryptoError::Unauthentic)
+        );
     }
 
     #[test]
@@ -242,11 +252,17 @@ mod tests {
         // Not decryptable directly under the root key (the key is derived).
         let mut as_v1 = vec![WRAP_V1];
         as_v1.extend_from_slice(&a[1 + WRAP_SALT_LEN..]);
-        assert!(k.unwrap(b"ctx", &as_v1).is_err());
+        assert_eq!(
+            k.unwrap(b"ctx", &as_v1).err(),
+            Some(CryptoError::Unauthentic)
+        );
         // A version-1 wrap from before still opens, and only with its AAD.
         let old = k.wrap_v1(b"ctx", b"from before");
         assert_eq!(&k.unwrap(b"ctx", &old).unwrap()[..], b"from before");
-        assert!(k.unwrap(b"other", &old).is_err());
+        assert_eq!(
+            k.unwrap(b"other", &old).err(),
+            Some(CryptoError::Unauthentic)
+        );
     }
 
     #[test]
@@ -254,7 +270,10 @@ mod tests {
         let k = RootKey::from_bytes(&[7u8; 32]).unwrap();
         assert_ne!(k.wrap(b"", b"x").unwrap(), k.wrap(b"", b"x").unwrap());
         assert_eq!(format!("{k:?}"), "RootKey(<redacted>)");
-        assert!(RootKey::from_bytes(&[0u8; 31]).is_err());
+        assert_eq!(
+            RootKey::from_bytes(&[0u8; 31]).err(),
+            Some(CryptoError::KeyLength)
+        );
         assert_eq!(k.fingerprint().len(), 16);
     }
 

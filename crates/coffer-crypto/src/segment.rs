@@ -3,12 +3,16 @@
 //! decrypts only the segments it covers.
 //!
 //! ```text
-//! header  = version (1) = 0x01 | segment size (4, BE) | salt (32) | nonce prefix (7)
+//! header  = version (1) = 0x02 | segment size (4, BE) | salt (32) | nonce prefix (7)
 //! segment = AES-256-GCM(segment key, nonce = prefix | index (4, BE) | last (1), plaintext) | tag (16)
 //! ```
-//! The segment key is HKDF-SHA256(data key, salt, info = "coffer-object-v1" | blob AAD), so
+//! The segment key is HKDF-SHA256(data key, salt, info = "coffer-object-v2" | segment size (4,
+//! BE) | blob AAD), so the segment size is authenticated too (a changed size derives another key),
+//! and
 //! every blob (an object, or one upload of one part) has its own key, and a blob moved under
-//! another name (a different AAD) does not open. Every segment holds `segment size` plaintext
+//! another name (a different AAD) does not open. Version 1 blobs (info = "coffer-object-v1" |
+//! blob AAD: the segment size was not bound, so a one-segment v1 blob opened under a changed size
+//! field) are still read; callers check their segment size against the object's record. Every segment holds `segment size` plaintext
 //! bytes except the last, which holds 0 to `segment size` and is marked in its nonce: reordering,
 //! dropping, truncating or extending segments, or flipping any bit, fails authentication.
 
@@ -16,21 +20,32 @@ use crate::{CryptoError, random_fill};
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
 use aws_lc_rs::hkdf::{HKDF_SHA256, Salt};
 
-pub const VERSION: u8 = 1;
+/// The version written.
+pub const VERSION: u8 = 2;
+/// The first version, still read.
+const VERSION_1: u8 = 1;
 pub const HEADER_LEN: usize = 1 + 4 + 32 + 7;
 pub const TAG_LEN: usize = 16;
 /// The default plaintext bytes per segment.
 pub const DEFAULT_SEGMENT: usize = 64 * 1024;
-const INFO: &[u8] = b"coffer-object-v1";
+const INFO_V1: &[u8] = b"coffer-object-v1";
+const INFO_V2: &[u8] = b"coffer-object-v2";
 
-fn segment_key(data_key: &[u8], salt: &[u8], aad: &[u8]) -> Result<LessSafeKey, CryptoError> {
+fn segment_key(data_key: &[u8], header: &Header, aad: &[u8]) -> Result<LessSafeKey, CryptoError> {
     if data_key.len() != 32 {
         return Err(CryptoError::KeyLength);
     }
-    let prk = Salt::new(HKDF_SHA256, salt).extract(data_key);
-    let info = [INFO, aad];
+    let prk = Salt::new(HKDF_SHA256, &header.salt).extract(data_key);
+    let size = (header.segment_size as u32).to_be_bytes();
+    let v1 = [INFO_V1, aad];
+    let v2 = [INFO_V2, &size[..], aad];
+    let info: &[&[u8]] = if header.version == VERSION_1 {
+        &v1
+    } else {
+        &v2
+    };
     let okm = prk
-        .expand(&info, &AES_256_GCM)
+        .expand(info, &AES_256_GCM)
         .map_err(|_| CryptoError::KeyLength)?;
     Ok(LessSafeKey::new(UnboundKey::from(okm)))
 }
@@ -46,6 +61,7 @@ fn nonce(prefix: &[u8; 7], index: u32, last: bool) -> Nonce {
 /// The parsed header of a blob.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Header {
+    version: u8,
     pub segment_size: usize,
     salt: [u8; 32],
     prefix: [u8; 7],
@@ -53,7 +69,7 @@ pub struct Header {
 
 impl Header {
     pub fn parse(bytes: &[u8]) -> Result<Header, CryptoError> {
-        if bytes.len() < HEADER_LEN || bytes[0] != VERSION {
+        if bytes.len() < HEADER_LEN || !(bytes[0] == VERSION || bytes[0] == VERSION_1) {
             return Err(CryptoError::Unauthentic);
         }
         let size = u32::from_be_bytes([bytes[1], bytes[2], bytes[3], bytes[4]]) as usize;
@@ -65,6 +81,7 @@ impl Header {
         let mut prefix = [0u8; 7];
         prefix.copy_from_slice(&bytes[37..44]);
         Ok(Header {
+            version: bytes[0],
             segment_size: size,
             salt,
             prefix,
@@ -73,7 +90,7 @@ impl Header {
 
     fn to_bytes(&self) -> [u8; HEADER_LEN] {
         let mut b = [0u8; HEADER_LEN];
-        b[0] = VERSION;
+        b[0] = self.version;
         b[1..5].copy_from_slice(&(self.segment_size as u32).to_be_bytes());
         b[5..37].copy_from_slice(&self.salt);
         b[37..44].copy_from_slice(&self.prefix);
@@ -145,12 +162,13 @@ impl Encryptor {
         random_fill(&mut salt)?;
         random_fill(&mut prefix)?;
         let header = Header {
+            version: VERSION,
             segment_size,
             salt,
             prefix,
         };
         Ok(Encryptor {
-            key: segment_key(data_key, &salt, aad)?,
+            key: segment_key(data_key, &header, aad)?,
             header,
             buf: Vec::with_capacity(segment_size),
             index: 0,
@@ -210,7 +228,7 @@ impl Decryptor {
     pub fn new(data_key: &[u8], aad: &[u8], header_bytes: &[u8]) -> Result<Decryptor, CryptoError> {
         let header = Header::parse(header_bytes)?;
         Ok(Decryptor {
-            key: segment_key(data_key, &header.salt, aad)?,
+            key: segment_key(data_key, &header, aad)?,
             header,
         })
     }
@@ -283,6 +301,37 @@ mod tests {
     }
 
     #[test]
+    fn the_segment_size_is_authenticated_and_version_1_blobs_still_open() {
+        let key = [6u8; 32];
+        let data = vec![1u8; 7];
+        // One segment: any size field that still holds the plaintext used to open it.
+        let blob = encrypt(&key, b"k", 16, &data, 7);
+        assert_eq!(blob[0], VERSION);
+        for size in [8u32, 17, 272, 64 * 1024, 16 << 20] {
+            let mut b = blob.clone();
+            b[1..5].copy_from_slice(&size.to_be_bytes());
+            assert_eq!(
+                decrypt_all(&key, b"k", &b).err(),
+                Some(CryptoError::Unauthentic),
+                "size {size}"
+            );
+        }
+        // A version-1 blob (written before the size was bound) still opens.
+        let mut e = Encryptor::new(&key, b"k", 16).unwrap();
+        e.header.version = VERSION_1;
+        e.key = segment_key(&key, &e.header, b"k").unwrap();
+        let mut v1 = vec![];
+        e.push(&data, &mut v1).unwrap();
+        e.finish(&mut v1).unwrap();
+        assert_eq!(v1[0], VERSION_1);
+        assert_eq!(decrypt_all(&key, b"k", &v1).unwrap(), data);
+        // And a version-2 header is not read as version 1 (nor the reverse).
+        let mut as_v1 = blob.clone();
+        as_v1[0] = VERSION_1;
+        assert!(decrypt_all(&key, b"k", &as_v1).is_err());
+    }
+
+    #[test]
     fn tamper_reorder_truncate_extend_and_rebind_fail() {
         let key = [5u8; 32];
         let data = vec![9u8; 50];
@@ -290,7 +339,11 @@ mod tests {
         for i in 0..blob.len() {
             let mut b = blob.clone();
             b[i] ^= 0x80;
-            assert!(decrypt_all(&key, b"bucket/key", &b).is_err(), "flip at {i}");
+            assert_eq!(
+                decrypt_all(&key, b"bucket/key", &b).err(),
+                Some(CryptoError::Unauthentic),
+                "flip at {i}"
+            );
         }
         // swap two full segments
         let l = Layout {
@@ -303,21 +356,39 @@ mod tests {
         let s1 = blob[b..b + 32].to_vec();
         sw[a..a + 32].copy_from_slice(&s1);
         sw[b..b + 32].copy_from_slice(&s0);
-        assert!(decrypt_all(&key, b"bucket/key", &sw).is_err());
+        assert_eq!(
+            decrypt_all(&key, b"bucket/key", &sw).err(),
+            Some(CryptoError::Unauthentic)
+        );
         // drop the last segment: the new last one was not sealed as last
         let cut = l.segment_offset(3) as usize;
-        assert!(decrypt_all(&key, b"bucket/key", &blob[..cut]).is_err());
+        assert_eq!(
+            decrypt_all(&key, b"bucket/key", &blob[..cut]).err(),
+            Some(CryptoError::Unauthentic)
+        );
         // truncation anywhere
         for n in [0, 10, HEADER_LEN, HEADER_LEN + 5, blob.len() - 1] {
-            assert!(decrypt_all(&key, b"bucket/key", &blob[..n]).is_err());
+            assert_eq!(
+                decrypt_all(&key, b"bucket/key", &blob[..n]).err(),
+                Some(CryptoError::Unauthentic)
+            );
         }
         // extension
         let mut ext = blob.clone();
         ext.extend_from_slice(&[0u8; 20]);
-        assert!(decrypt_all(&key, b"bucket/key", &ext).is_err());
+        assert_eq!(
+            decrypt_all(&key, b"bucket/key", &ext).err(),
+            Some(CryptoError::Unauthentic)
+        );
         // other object, other key
-        assert!(decrypt_all(&key, b"bucket/other", &blob).is_err());
-        assert!(decrypt_all(&[6u8; 32], b"bucket/key", &blob).is_err());
+        assert_eq!(
+            decrypt_all(&key, b"bucket/other", &blob).err(),
+            Some(CryptoError::Unauthentic)
+        );
+        assert_eq!(
+            decrypt_all(&[6u8; 32], b"bucket/key", &blob).err(),
+            Some(CryptoError::Unauthentic)
+        );
     }
 
     #[test]

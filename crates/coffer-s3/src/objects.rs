@@ -1871,10 +1871,12 @@ pub(crate) fn stream_plaintext(
         plan.push((b.blob_id.clone(), b.size, from, to));
     }
     let blobs = s.blobs.clone();
+    let seg_size = o.segment_size;
     let first = match plan.first() {
-        Some((id, size, from, to)) => {
-            Some(open_range(&*blobs, &dk, id, *size, *from, *to).map_err(|e| s3e(internal(e)))?)
-        }
+        Some((id, size, from, to)) => Some(
+            open_range(&*blobs, &dk, seg_size, id, *size, *from, *to)
+                .map_err(|e| s3e(internal(e)))?,
+        ),
         None => None,
     };
     tokio::task::spawn_blocking(move || {
@@ -1882,7 +1884,7 @@ pub(crate) fn stream_plaintext(
         for (id, size, start, end) in plan {
             let opened = match first.take() {
                 Some(o) => Ok(o),
-                None => open_range(&*blobs, &dk, &id, size, start, end),
+                None => open_range(&*blobs, &dk, seg_size, &id, size, start, end),
             };
             let (mut f, dec, layout, segments) = match opened {
                 Ok(o) => o,
@@ -1930,6 +1932,7 @@ pub(crate) fn stream_plaintext(
 fn open_range(
     blobs: &dyn coffer_store::BlobStore,
     dk: &[u8],
+    segment_size: usize,
     blob_id: &str,
     size: u64,
     from: u64,
@@ -1949,6 +1952,13 @@ fn open_range(
         .and_then(|mut f| f.read_exact(&mut header).map_err(Into::into))
         .map_err(|e| e.to_string())?;
     let dec = Decryptor::new(dk, blob_id.as_bytes(), &header).map_err(|e| e.to_string())?;
+    // Version-1 blobs do not authenticate their header's segment size: hold it to the record's.
+    if dec.segment_size() != segment_size {
+        return Err(format!(
+            "blob {blob_id}: segment size {} where {segment_size} was written",
+            dec.segment_size()
+        ));
+    }
     let layout = Layout {
         segment_size: dec.segment_size(),
         plaintext_len: size,
@@ -1971,6 +1981,11 @@ fn inline_plaintext(
 ) -> S3Result<StreamingBlob> {
     let mut ct = B64.decode(ct_b64).map_err(|e| s3e(internal(e)))?;
     let dec = Decryptor::new(dk, o.blob_id.as_bytes(), &ct).map_err(|e| s3e(internal(e)))?;
+    if dec.segment_size() != o.segment_size {
+        return Err(s3e(internal(
+            "inline object: segment size differs from its record",
+        )));
+    }
     let layout = Layout {
         segment_size: dec.segment_size(),
         plaintext_len: o.size,
