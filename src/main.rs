@@ -8,6 +8,7 @@ use base64::Engine;
 use clap::{Parser, Subcommand};
 use coffer_core::{Clock, SystemClock, TestClock};
 use coffer_crypto::RootKey;
+use coffer_gateway::metrics::Job;
 use coffer_gateway::{App, serve, tls};
 use coffer_iam::Iam;
 use coffer_kms::Kms;
@@ -67,10 +68,18 @@ struct ServeArgs {
     /// Allow plain HTTP on a non-loopback address (credentials and data then cross the network in clear).
     #[arg(long)]
     allow_insecure_http: bool,
+    /// On SIGTERM/SIGINT, how long in-flight requests may take to finish (seconds) before the
+    /// remaining connections are closed.
+    #[arg(long, default_value_t = 30, env = "COFFER_SHUTDOWN_TIMEOUT")]
+    shutdown_timeout: u64,
     /// Log lines as plain text (`text`, colored only on a terminal) or one JSON object per line
     /// (`json`). The level is set with COFFER_LOG (e.g. `info`, `debug`, `coffer_gateway=debug`).
     #[arg(long, value_enum, default_value = "text", env = "COFFER_LOG_FORMAT")]
     log_format: LogFormat,
+    /// Require `Authorization: Bearer TOKEN` to read the Prometheus metrics at
+    /// `GET /_coffer/metrics`. Without it, only loopback clients may read them.
+    #[arg(long, env = "COFFER_METRICS_TOKEN", hide_env_values = true)]
+    metrics_token: Option<String>,
     /// For tests only: a movable clock, advanced by `POST /_coffer/test/advance-clock?seconds=N`
     /// (which then runs due key deletions and rotations at once).
     #[arg(long, hide = true)]
@@ -242,6 +251,10 @@ fn run_serve(args: ServeArgs) -> Result<(), String> {
         SqliteMetaStore::open(&args.data_dir.join("meta.sqlite")).map_err(|e| e.to_string())?,
     );
     check_fingerprint(&*store, &root_key)?;
+    let metrics = Arc::new(coffer_gateway::metrics::Metrics::new(
+        args.metrics_token.clone(),
+        Some(store.clone()),
+    ));
     let test_clock = args.test_clock.then(|| Arc::new(TestClock::default()));
     let clock: Arc<dyn Clock> = match &test_clock {
         Some(t) => t.clone(),
@@ -355,13 +368,19 @@ fn run_serve(args: ServeArgs) -> Result<(), String> {
             secure: tls.is_some(),
             console: coffer_console::Console::new(iam.clone(), args.region.clone(), tls.is_some()),
             edge: coffer_gateway::Edge::new(edge_limits(&args)),
+            metrics: metrics.clone(),
         });
         // Expired STS sessions are swept in the background.
         let sweeper = iam.clone();
+        let sweep_metrics = metrics.clone();
         tokio::spawn(async move {
             loop {
                 let s = sweeper.clone();
-                let _ = tokio::task::spawn_blocking(move || s.sweep_sessions()).await;
+                let r = tokio::task::spawn_blocking(move || s.sweep_sessions()).await;
+                if !matches!(r, Ok(Ok(_))) {
+                    tracing::error!("sweeping expired STS sessions failed");
+                }
+                sweep_metrics.background_run(Job::StsSweep, matches!(r, Ok(Ok(_))));
                 tokio::time::sleep(Duration::from_secs(600)).await;
             }
         });
@@ -370,10 +389,12 @@ fn run_serve(args: ServeArgs) -> Result<(), String> {
         tokio::spawn(async move {
             loop {
                 let k = due.clone();
-                match tokio::task::spawn_blocking(move || k.run_due()).await {
+                let r = tokio::task::spawn_blocking(move || k.run_due()).await;
+                metrics.background_run(Job::KmsDue, matches!(r, Ok(Ok(_))));
+                match r {
                     Ok(Err(e)) => tracing::error!(error = %e, "scheduled KMS work failed"),
                     Err(e) => tracing::error!(error = %e, "scheduled KMS work panicked"),
-                    Ok(Ok(_)) => {}
+                    Ok(Ok((destroyed, rotated))) => metrics.kms_due_done(destroyed, rotated),
                 }
                 tokio::time::sleep(Duration::from_secs(60)).await;
             }
@@ -390,7 +411,7 @@ fn run_serve(args: ServeArgs) -> Result<(), String> {
             app,
             tls.map(|t| t.acceptor),
             shutdown,
-            Duration::from_secs(30),
+            Duration::from_secs(args.shutdown_timeout),
         )
         .await;
         tracing::info!("stopped");

@@ -235,6 +235,10 @@ fn failed_sign_ins_are_rate_limited() {
     for _ in 0..5 {
         let r = b.sign_in_iam(ACCOUNT, "nobody", "guess");
         assert_eq!(r.status, 401);
+        assert_eq!(
+            error_text(&r.body),
+            "AuthFailure: Your authentication information is incorrect. Please try again."
+        );
     }
     // Even the right credentials are refused for a while now (same client address).
     let r = b.sign_in_root();
@@ -304,7 +308,11 @@ fn console_actions_are_the_signed_in_users() {
         "CreateAccountAlias",
         &[("AccountAlias", "Bad_Alias")],
     );
-    assert_eq!(r.status, 400);
+    r.expect_query_error(
+        400,
+        "ValidationError",
+        "1 validation error detected: Value 'Bad_Alias' at 'accountAlias' failed to satisfy constraint: Member must satisfy regular expression pattern: ^[a-z0-9]([a-z0-9]|-(?!-)){1,61}[a-z0-9]$",
+    );
     let mut b = Browser::new(&s);
     let r = b.sign_in_iam("coffer-console-test", "reader", "Reader-passw0rd!");
     assert_eq!(r.status, 303, "{}", r.body);
@@ -397,6 +405,11 @@ fn console_upload_streams_a_large_file_into_put_object() {
         None,
     );
     assert_eq!(r.status, 403);
+    assert!(
+        error_text(&r.body).starts_with("InvalidCsrfToken"),
+        "{}",
+        r.body
+    );
     let r = s.s3(Method::HEAD, "/big-bkt/dir/big.bin", Some(&s3));
     assert_eq!(r.status, 404);
     h.insert("x-csrf-token", HeaderValue::from_str(&b.csrf).unwrap());
@@ -497,16 +510,27 @@ fn a_session_does_not_outlive_its_user() {
     let mut b = Browser::new(&s);
     let r = b.sign_in_iam(ACCOUNT, "carol", "Carol-passw0rd!");
     assert_eq!(r.status, 303);
-    assert_eq!(b.get("/console/iam/users").status, 403);
+    let r = b.get("/console/iam/users");
+    assert_eq!(r.status, 403);
+    assert_eq!(
+        error_text(&r.body),
+        format!(
+            "AccessDenied: User: arn:aws:iam::{ACCOUNT}:user/carol is not authorized to perform: iam:ListUsers on resource: arn:aws:iam::{ACCOUNT}:user/ because no identity-based policy allows the iam:ListUsers action"
+        )
+    );
     // carol is deleted, and another carol, an administrator, is made.
     s.iam(&root, "DeleteLoginProfile", &[("UserName", "carol")])
         .expect_ok("DeleteLoginProfile");
     s.iam(&root, "DeleteUser", &[("UserName", "carol")])
         .expect_ok("DeleteUser");
     mk(true);
-    // The first carol's session is not the second carol's.
+    // The first carol's session is not the second carol's: its key went with the first carol.
     let r = b.get("/console/iam/users");
-    assert_ne!(r.status, 200, "{}", r.body);
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert_eq!(
+        error_text(&r.body),
+        "InvalidClientTokenId: The security token included in the request is invalid."
+    );
     assert!(!r.body.contains("data-user=\"carol\""));
 }
 
@@ -624,13 +648,25 @@ fn a_required_password_change_comes_first() {
     );
     assert_eq!(r.status, 303, "{}", r.body);
     // The rest of the console is open now (and says what dora may not do).
-    assert_eq!(b.get("/console/s3").status, 403);
+    let dora_denied = format!(
+        "AccessDenied: User: arn:aws:iam::{ACCOUNT}:user/dora is not authorized to perform: s3:ListAllMyBuckets"
+    );
+    let r = b.get("/console/s3");
+    assert_eq!(r.status, 403);
+    assert!(error_text(&r.body).starts_with(&dora_denied), "{}", r.body);
     let r = s.iam(&root, "GetLoginProfile", &[("UserName", "dora")]);
     assert_eq!(r.xml("PasswordResetRequired").as_deref(), Some("false"));
     let mut again = Browser::new(&s);
-    assert_eq!(sign_in(&mut again, "First-passw0rd").status, 401);
+    let r = sign_in(&mut again, "First-passw0rd");
+    assert_eq!(r.status, 401);
+    assert_eq!(
+        error_text(&r.body),
+        "AuthFailure: Your authentication information is incorrect. Please try again."
+    );
     assert_eq!(sign_in(&mut again, "Second-passw0rd").status, 303);
-    assert_eq!(again.get("/console/s3").status, 403);
+    let r = again.get("/console/s3");
+    assert_eq!(r.status, 403);
+    assert!(error_text(&r.body).starts_with(&dora_denied), "{}", r.body);
     // Root has no IAM user password to change.
     let r = s.iam(
         &root,

@@ -6,7 +6,7 @@ mod common;
 use common::*;
 use http::Method;
 use std::io::Write;
-use std::net::TcpStream;
+use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 #[test]
@@ -53,13 +53,13 @@ fn sigterm_exits_zero_promptly() {
     let mut s = Server::start();
     s.iam(&Creds::root(), "ListUsers", &[])
         .expect_ok("ListUsers");
-    let (status, took) = s.terminate(Duration::from_secs(5));
+    // Promptly: `terminate` fails unless the process exits within 5 s of the SIGTERM.
+    let (status, _) = s.terminate(Duration::from_secs(5));
     assert!(
         status.success(),
         "exit status {status}; stderr: {}",
         s.stderr()
     );
-    assert!(took < Duration::from_secs(5), "took {took:?}");
 }
 
 #[test]
@@ -77,10 +77,10 @@ fn sigterm_closes_idle_keepalive_connection() {
     conn.write_all(&head).unwrap();
     let r = read_one_response(&mut conn);
     assert_eq!(r.status, 200);
-    // The connection is now idle and kept alive; shutdown must not wait for it.
-    let (status, took) = s.terminate(Duration::from_secs(5));
+    // The connection is now idle and kept alive; shutdown must not wait for it (`terminate`
+    // fails unless the process exits within 5 s of the SIGTERM).
+    let (status, _) = s.terminate(Duration::from_secs(5));
     assert!(status.success(), "exit status {status}");
-    assert!(took < Duration::from_secs(5), "took {took:?}");
     let mut rest = vec![];
     let n = std::io::Read::read_to_end(&mut conn, &mut rest).unwrap_or(0);
     assert_eq!(
@@ -105,21 +105,14 @@ fn sigterm_drains_in_flight_request() {
         &Signing::new(&Creds::root(), "iam"),
     );
     let mut conn = connect(s.addr);
-    conn.write_all(&request_head(
-        s.addr,
-        &Method::POST,
-        "/",
-        &h,
-        body.len(),
-        true,
-    ))
-    .unwrap();
+    let head = request_head(s.addr, &Method::POST, "/", &h, body.len(), true);
+    conn.write_all(&head).unwrap();
     let half = body.len() / 2;
     conn.write_all(&body.as_bytes()[..half]).unwrap();
     conn.flush().unwrap();
-    std::thread::sleep(Duration::from_millis(200));
+    // The request is in flight once the server has accepted the connection and read from it.
+    wait_until_server_reads(s.addr, &conn, head.len() + half);
 
-    let t0 = Instant::now();
     s.sigterm();
     // The listener closes: new connections are refused while the old one drains.
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -151,7 +144,50 @@ fn sigterm_drains_in_flight_request() {
         .wait_timeout(Duration::from_secs(5))
         .expect("exit after the drain");
     assert!(status.success(), "exit status {status}");
-    assert!(t0.elapsed() < Duration::from_secs(6));
+}
+
+/// Waits (at most 5 s) until the server has read from `conn`, on which `sent` bytes were
+/// written: in /proc/net/tcp its end of the connection (local `server`, remote `conn`'s address)
+/// holds fewer than `sent` unread bytes (a connection still in the accept queue holds them all).
+/// Where /proc/net/tcp cannot tell (not Linux, IPv6), falls back to a short sleep.
+fn wait_until_server_reads(server: SocketAddr, conn: &TcpStream, sent: usize) {
+    let (SocketAddr::V4(srv), Ok(SocketAddr::V4(ours))) = (server, conn.local_addr()) else {
+        std::thread::sleep(Duration::from_millis(200));
+        return;
+    };
+    // /proc/net/tcp prints an IPv4 address as the in-memory u32 in hex, and the port in hex.
+    let hex = |a: std::net::SocketAddrV4| {
+        format!(
+            "{:08X}:{:04X}",
+            u32::from_ne_bytes(a.ip().octets()),
+            a.port()
+        )
+    };
+    let (local, remote) = (hex(srv), hex(ours));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let Ok(table) = std::fs::read_to_string("/proc/net/tcp") else {
+            std::thread::sleep(Duration::from_millis(200));
+            return;
+        };
+        // Columns: sl local_address rem_address st tx_queue:rx_queue ...
+        let unread = table.lines().skip(1).find_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            if f.get(1) != Some(&local.as_str()) || f.get(2) != Some(&remote.as_str()) {
+                return None;
+            }
+            let (_, rx) = f.get(4)?.split_once(':')?;
+            u64::from_str_radix(rx, 16).ok()
+        });
+        if unread.is_some_and(|n| n < sent as u64) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the server never read the request (unread bytes: {unread:?} of {sent})"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
 }
 
 #[test]
@@ -226,7 +262,7 @@ fn contradicting_account_id_is_refused() {
         let (status, _) = s.terminate(Duration::from_secs(5));
         assert!(status.success());
     }
-    let (status, out, err) = run_to_exit(
+    let (status, out, err) = run_to_exit_complete(
         dir.path(),
         &Opts::default().env("COFFER_ACCOUNT_ID", "210987654321"),
     );
@@ -238,7 +274,7 @@ fn contradicting_account_id_is_refused() {
     assert!(!out.contains("Coffer listening"), "stdout: {out}");
 
     // A contradicting root access key id is refused the same way.
-    let (status, _, err) = run_to_exit(
+    let (status, _, err) = run_to_exit_complete(
         dir.path(),
         &Opts::default().env("COFFER_ROOT_ACCESS_KEY_ID", "AKIAANOTHERROOTKEY01"),
     );
@@ -249,7 +285,7 @@ fn contradicting_account_id_is_refused() {
 #[test]
 fn invalid_account_id_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let (status, _, err) = run_to_exit(
+    let (status, _, err) = run_to_exit_complete(
         dir.path(),
         &Opts::default().env("COFFER_ACCOUNT_ID", "12345"),
     );
@@ -309,7 +345,7 @@ fn fresh_data_dir_generates_private_root_credentials() {
 #[test]
 fn non_loopback_plain_http_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let (status, out, err) = run_to_exit(dir.path(), &Opts::default().listen("0.0.0.0:0"));
+    let (status, out, err) = run_to_exit_complete(dir.path(), &Opts::default().listen("0.0.0.0:0"));
     assert!(!status.success(), "status {status}");
     assert!(err.contains("--allow-insecure-http"), "stderr: {err}");
     assert!(err.contains("0.0.0.0:0"), "stderr: {err}");
@@ -322,7 +358,7 @@ fn non_loopback_plain_http_is_refused() {
 fn a_second_process_on_the_same_data_dir_is_refused_and_leaves_the_first_alone() {
     let dir = tempfile::tempdir().unwrap();
     let mut first = Server::start_in(dir.path(), Opts::default());
-    let (status, out, err) = run_to_exit(dir.path(), &Opts::default());
+    let (status, out, err) = run_to_exit_complete(dir.path(), &Opts::default());
     assert!(!status.success(), "status {status}");
     assert!(
         err.contains("is in use by another Coffer process"),
@@ -337,4 +373,39 @@ fn a_second_process_on_the_same_data_dir_is_refused_and_leaves_the_first_alone()
     // Once it is gone, the directory can be opened again.
     let mut again = Server::start_in(dir.path(), Opts::default());
     again.terminate(Duration::from_secs(5));
+}
+
+#[test]
+fn sigterm_stops_waiting_for_a_request_after_the_shutdown_timeout() {
+    let mut s = Server::start_with(Opts {
+        extra_args: vec!["--shutdown-timeout".into(), "1".into()],
+        ..Opts::default()
+    });
+    // A request whose body never finishes.
+    let body = query_body("ListUsers", "2010-05-08", &[]);
+    let mut h = headers(&[("content-type", FORM_CT)]);
+    s.sign(
+        &Method::POST,
+        "/",
+        &mut h,
+        body.as_bytes(),
+        &Signing::new(&Creds::root(), "iam"),
+    );
+    let mut conn = connect(s.addr);
+    let head = request_head(s.addr, &Method::POST, "/", &h, body.len(), true);
+    conn.write_all(&head).unwrap();
+    conn.write_all(&body.as_bytes()[..body.len() / 2]).unwrap();
+    conn.flush().unwrap();
+    wait_until_server_reads(s.addr, &conn, head.len() + body.len() / 2);
+    s.sigterm();
+    // Still draining within the timeout...
+    assert!(
+        s.wait_timeout(Duration::from_millis(300)).is_none(),
+        "exited with a request in flight before the shutdown timeout"
+    );
+    // ...and gone soon after it, although the body never came (its own timeout is 20 s).
+    let status = s
+        .wait_timeout(Duration::from_secs(5))
+        .expect("still running 5 s after a 1 s shutdown timeout");
+    assert!(status.success(), "{status}");
 }

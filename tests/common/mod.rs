@@ -38,6 +38,7 @@ const SERVER_ENV: &[&str] = &[
     "COFFER_ROOT_ACCESS_KEY_ID",
     "COFFER_ROOT_SECRET_ACCESS_KEY",
     "COFFER_LOG",
+    "COFFER_METRICS_TOKEN",
 ];
 
 // ------------------------------------------------------------------------------------------
@@ -852,4 +853,39 @@ pub fn mode(p: &Path) -> u32 {
         .permissions()
         .mode()
         & 0o777
+}
+
+/// Like [`run_to_exit`], but its stdout and stderr are complete: they are read to EOF (the
+/// reader threads are joined) rather than given a fixed moment after the exit.
+pub fn run_to_exit_complete(dir: &Path, opts: &Opts) -> (ExitStatus, String, String) {
+    let mut child = command(dir, opts)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn coffer");
+    let read_all = |mut r: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = r.read_to_string(&mut s);
+            s
+        })
+    };
+    let out = read_all(Box::new(child.stdout.take().unwrap()));
+    let err = read_all(Box::new(child.stderr.take().unwrap()));
+    let deadline = Instant::now() + STARTUP_TIMEOUT;
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("try_wait") {
+            break Some(s);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    // The pipes reach EOF once the process is gone.
+    let (o, e) = (out.join().unwrap(), err.join().unwrap());
+    let status = status.unwrap_or_else(|| panic!("coffer did not exit; stdout: {o}; stderr: {e}"));
+    (status, o, e)
 }

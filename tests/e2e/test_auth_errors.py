@@ -7,11 +7,13 @@ import json
 import re
 import socket
 import time
+import urllib.parse
 
 import botocore.config
 import pytest
 
 from e2e_helpers import (
+    ACCOUNT,
     ROOT,
     ROOT_KEY_ID,
     Creds,
@@ -238,19 +240,30 @@ def test_expired_presigned_urls(server, sts):
     s3_url = s3v4_client(server, ROOT).generate_presigned_url(
         "get_object", Params={"Bucket": "bucket", "Key": "key"}, ExpiresIn=1
     )
-    time.sleep(2.1)
 
-    status, _, body = http_request("GET", sts_url)
+    def once_refused(url):
+        """GETs `url` until it is refused (403: the URL expired) or 10 s pass; the last answer."""
+        deadline = time.monotonic() + 10
+        while True:
+            answer = http_request("GET", url)
+            if answer[0] == 403 or time.monotonic() > deadline:
+                return answer
+            time.sleep(0.1)
+
+    status, _, body = once_refused(sts_url)
     assert status == 403
     e = parse_query_error(body)
     assert (e["xmlns"], e["Code"], e["Message"]) == (STS_NS, "SignatureDoesNotMatch", "Signature expired")
 
-    status, headers, body = http_request("GET", s3_url)
+    status, headers, body = once_refused(s3_url)
     assert status == 403
     e = parse_s3_error(body)
     assert (e["Code"], e["Message"]) == ("AccessDenied", "Request has expired")
-    assert e["Expires"].endswith("Z") and e["ServerTime"].endswith("Z")
-    assert e["Expires"] < e["ServerTime"]
+    # Expires is X-Amz-Date + X-Amz-Expires; ServerTime (whole seconds) is not before it (it may
+    # be the same second: the URL is refused as soon as that instant has passed)
+    signed_at = dt.datetime.strptime(urllib.parse.parse_qs(urllib.parse.urlsplit(s3_url).query)["X-Amz-Date"][0], "%Y%m%dT%H%M%SZ")
+    assert e["Expires"] == (signed_at + dt.timedelta(seconds=1)).strftime("%Y-%m-%dT%H:%M:%SZ"), (e, s3_url)
+    assert e["ServerTime"].endswith("Z") and e["Expires"] <= e["ServerTime"], e
     assert e["RequestId"] == headers["x-amz-request-id"]
 
 
@@ -302,8 +315,9 @@ def test_malformed_authorization_header(server):
         "X-Amz-Date": amz(utcnow()),
     }
     status, _, body = http_request("POST", server.endpoint + "/", query_body("ListUsers").encode(), hdrs)
-    assert status in (400, 403)
-    assert parse_query_error(body)["Code"] in ("IncompleteSignature", "SignatureDoesNotMatch")
+    # AWS (IAM CommonErrors): a malformed Authorization header is IncompleteSignature, HTTP 400.
+    e = parse_query_error(body)
+    assert (status, e["xmlns"], e["Code"]) == (400, IAM_NS, "IncompleteSignature"), (status, e)
 
 
 # ---- unknown actions and unimplemented services ---------------------------------------------
@@ -340,8 +354,8 @@ def test_unknown_kms_operation(server):
 
 
 def test_kms_operations_never_fake_success(server):
-    # Operations Coffer does not (yet) implement answer UnknownOperationException; once they are
-    # implemented, a key that does not exist must still be an error, never a made-up result.
+    # These operations are implemented: a key that does not exist is AWS's NotFoundException
+    # (HTTP 400, the key ARN quoted), never a made-up result.
     kms = server.client_for("kms", ROOT)
     missing = "11111111-2222-3333-4444-555555555555"
     calls = {
@@ -351,12 +365,11 @@ def test_kms_operations_never_fake_success(server):
         "DescribeKey": lambda: kms.describe_key(KeyId=missing),
     }
     for op, call in calls.items():
-        code, msg, status = expect_error(call)
-        assert status == 400, (op, code, msg)
-        if code == "UnknownOperationException":
-            assert msg == f"Coffer does not implement the KMS operation '{op}' yet."
-        else:
-            assert code == "NotFoundException", (op, code, msg)
+        assert expect_error(call) == (
+            "NotFoundException",
+            f"Key 'arn:aws:kms:us-east-1:{ACCOUNT}:key/{missing}' does not exist",
+            400,
+        ), op
 
 
 def test_unimplemented_s3_operations_say_so(server):
@@ -379,6 +392,7 @@ def test_early_response_announces_connection_close(server):
     host, port = server.host.rsplit(":", 1)
     with socket.create_connection((host, int(port)), timeout=5) as c:
         # headers announce a body that is not sent (yet): the server answers without reading it
+        # (unsigned: anonymous, so S3's answer is AccessDenied, 403, "Access Denied")
         c.sendall(f"PUT /bucket/key HTTP/1.1\r\nHost: {server.host}\r\nContent-Length: 200000\r\n\r\n".encode())
         data = b""
         closed = False
@@ -394,7 +408,11 @@ def test_early_response_announces_connection_close(server):
             data += chunk
             if b"\r\n\r\n" in data and closed:
                 break
-    head = data.split(b"\r\n\r\n", 1)[0].decode("latin-1").lower()
-    assert head.startswith("http/1.1 4") or head.startswith("http/1.1 5"), head
-    if closed:
-        assert "\r\nconnection: close" in head, head
+    head, _, body = data.partition(b"\r\n\r\n")
+    head = head.decode("latin-1").lower()
+    assert head.startswith("http/1.1 403 "), head
+    e = parse_s3_error(body.decode())
+    assert (e["Code"], e["Message"]) == ("AccessDenied", "Access Denied"), e
+    # the body was left unread, so the connection is closed, and the answer says so
+    assert closed, "the connection stayed open after an answer that left the body unread"
+    assert "\r\nconnection: close" in head, head

@@ -1130,8 +1130,9 @@ def test_role_session_is_named_in_denials(server, s3, bucket, iam):
     )
     # without its session token the temporary key is refused
     bare = s3c(server, Creds(c["AccessKeyId"], c["SecretAccessKey"]))
-    code, _, status = expect_error(bare.get_object, Bucket=bucket, Key="r.txt")
-    assert status in (400, 403) and code in ("InvalidToken", "InvalidAccessKeyId")
+    assert expect_error(bare.get_object, Bucket=bucket, Key="r.txt") == (
+        "InvalidAccessKeyId", "The AWS Access Key Id you provided does not exist in our records.", 403,
+    )
 
 
 def test_temporary_key_without_its_session_token(server, s3, bucket, iam):
@@ -1294,13 +1295,19 @@ def newest_blob(data_dir: Path) -> Path:
 
 def failed_read(endpoint: str, path: str, plaintext: bytes, first: int = 0, headers: dict | None = None, tries: int = 5) -> set:
     """GETs `path` a few times; each answer must be an error, never the object: either the
-    connection closes before a status line, or a 200/206 whose body stops short and is a prefix of
-    the true plaintext (from byte `first`). Returns the outcomes seen."""
+    connection closes before a status line, a 500 InternalError before any byte of the object (a
+    blob whose header does not match its record is refused when it is opened), or a 200/206 whose
+    body stops short and is a prefix of the true plaintext (from byte `first`). Returns the
+    outcomes seen."""
     seen = set()
     for _ in range(tries):
         status, hdrs, body, short = raw_get(endpoint, ROOT, path, headers)
         if status is None:
             seen.add("closed before a status line")
+            continue
+        if status == 500:
+            assert b"<Code>InternalError</Code>" in body, body
+            seen.add("500 InternalError")
             continue
         assert status in (200, 206) and short, (status, len(body), hdrs)
         assert int(hdrs["content-length"]) > len(body)
@@ -1347,13 +1354,15 @@ def test_tampered_blob_never_yields_wrong_bytes(new_server):
     failed_read(srv.endpoint, "/tamper/victim", data, first, {"Range": f"bytes={first}-{first + 10}"})
     failed_read(srv.endpoint, "/tamper/victim", data, SEGMENT, {"Range": f"bytes={SEGMENT}-"})
 
-    # a flipped bit in the blob's header (its key-derivation salt): no segment opens
-    s3.put_object(Bucket="tamper", Key="header", Body=data)
-    blob = newest_blob(srv.data_dir)
-    raw = bytearray(blob.read_bytes())
-    raw[3] ^= 0x80
-    blob.write_bytes(bytes(raw))
-    failed_read(srv.endpoint, "/tamper/header", data)
+    # a flipped bit in the blob's header: in its segment size (refused when the blob is opened),
+    # or in its key-derivation salt (no segment opens)
+    for i, name in ((3, "header-size"), (20, "header-salt")):
+        s3.put_object(Bucket="tamper", Key=name, Body=data)
+        blob = newest_blob(srv.data_dir)
+        raw = bytearray(blob.read_bytes())
+        raw[i] ^= 0x80
+        blob.write_bytes(bytes(raw))
+        failed_read(srv.endpoint, f"/tamper/{name}", data)
 
     # a truncated blob (the last segment cut short)
     s3.put_object(Bucket="tamper", Key="truncated", Body=data)
@@ -1387,8 +1396,9 @@ def test_tampered_blob_never_yields_wrong_bytes(new_server):
 
 def test_early_error_answer_to_a_put_announces_connection_close(server):
     """RFC 9112 §9.6: a server that will close the connection after a response says so. Probe: a
-    PUT to a missing bucket whose 1-byte body comes a moment after the headers (as http.client
-    sends it), or only after 100 Continue (botocore's `Expect: 100-continue`)."""
+    PUT to a missing bucket whose 1-byte body is held back (http.client sends it after the
+    headers; botocore's `Expect: 100-continue` only after 100 Continue). Coffer answers 404 at
+    once, without the body, so it must close the connection and say `Connection: close`."""
     import socket
     import time
 
@@ -1400,12 +1410,14 @@ def test_early_error_answer_to_a_put_announces_connection_close(server):
             lines = [f"PUT {u.path} HTTP/1.1", f"Host: {u.netloc}", "Content-Length: 1"]
             lines += [f"{k}: {v}" for k, v in hdrs.items() if k.lower() not in ("host", "content-length")]
             c.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
-            if not expect:
-                time.sleep(0.1)
-                with contextlib.suppress(OSError):
-                    c.sendall(b"x")
             data, closed, deadline = b"", False, time.monotonic() + 3
+            # the answer comes before the body is sent; only then does the body byte follow
+            sent_body = expect
             while time.monotonic() < deadline:
+                if not sent_body and b"\r\n\r\n" in data:
+                    with contextlib.suppress(OSError):
+                        c.sendall(b"x")
+                    sent_body = True
                 try:
                     chunk = c.recv(65536)
                 except socket.timeout:
@@ -1417,14 +1429,16 @@ def test_early_error_answer_to_a_put_announces_connection_close(server):
                     closed = True
                     break
                 data += chunk
-        head = data.split(b"\r\n\r\n", 1)[0].decode("latin-1").lower()
+        head, _, body = data.partition(b"\r\n\r\n")
+        head = head.decode("latin-1").lower()
         assert head.startswith("http/1.1 404"), head
+        assert parse_s3_error(body.decode())["Code"] == "NoSuchBucket", body
         return closed, head
 
     for expect in (False, True):
         closed, head = probe(expect)
-        if closed:
-            assert "\r\nconnection: close" in head, (expect, head)
+        assert closed, (expect, "the connection stayed open after an answer that left the body unread", head)
+        assert "\r\nconnection: close" in head, (expect, head)
 
 
 # =============================================================================================

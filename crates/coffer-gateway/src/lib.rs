@@ -4,6 +4,7 @@
 
 pub mod edge;
 pub mod encode;
+pub mod metrics;
 pub mod tls;
 
 pub use edge::{Edge, Limits};
@@ -42,6 +43,8 @@ pub struct App {
     pub console: coffer_console::Console,
     /// Connection and body limits (timeouts, connection cap, pre-authentication memory).
     pub edge: Edge,
+    /// Request, store, cache and background counters, served at `GET /_coffer/metrics`.
+    pub metrics: Arc<metrics::Metrics>,
 }
 
 /// The console's in-process API calls come back through the gateway's request path.
@@ -80,6 +83,8 @@ struct Reply {
     host_id: String,
     /// The request body was left unread: the connection must close after the response.
     close: bool,
+    /// The operation the request is counted as (a fixed name, see `metrics::operation`).
+    op: &'static str,
 }
 
 impl Reply {
@@ -98,6 +103,7 @@ impl Reply {
             request_id,
             host_id: base64::engine::general_purpose::STANDARD.encode(coffer_core::ids::token(24)),
             close: false,
+            op: metrics::UNKNOWN,
         }
     }
 
@@ -124,6 +130,10 @@ impl Reply {
         if self.close {
             h.insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
+        r.extensions_mut().insert(metrics::Labels {
+            service: metrics::service_of(self.proto),
+            operation: self.op,
+        });
         r
     }
 }
@@ -1191,6 +1201,33 @@ impl App {
         req: Request<Incoming>,
         peer: SocketAddr,
     ) -> Response<Body> {
+        let started = std::time::Instant::now();
+        let mut r = self.handle_inner(req, peer).await;
+        // Counted here, at the edge, once per request (the console's in-process API calls are
+        // part of its request), until the response head.
+        let labels = r
+            .extensions_mut()
+            .remove::<metrics::Labels>()
+            .unwrap_or(metrics::Labels {
+                service: metrics::Service::Other,
+                operation: metrics::UNKNOWN,
+            });
+        self.metrics
+            .record(labels, r.status().as_u16(), started.elapsed());
+        r
+    }
+
+    async fn handle_inner(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+        if req.uri().path() == metrics::PATH {
+            let mut r = self
+                .metrics
+                .respond(req.method(), req.headers(), peer, &self.kms);
+            r.extensions_mut().insert(metrics::Labels {
+                service: metrics::Service::Other,
+                operation: "Metrics",
+            });
+            return r;
+        }
         let (mut parts, body) = req.into_parts();
         // Every body fails once it stalls for the body timeout; the handler learns why from
         // the fault slot it carries in the request's extensions.
@@ -1210,7 +1247,13 @@ impl App {
                 .query()
                 .is_some_and(|q| q.contains("X-Amz-Credential=") || q.contains("X-Amz-Signature="));
         if !signed && (path == "/console" || path.starts_with("/console/")) {
-            return self.console.handle(parts, body, peer, &*self).await;
+            let operation = metrics::console_operation(&parts.method);
+            let mut r = self.console.handle(parts, body, peer, self).await;
+            r.extensions_mut().insert(metrics::Labels {
+                service: metrics::Service::Console,
+                operation,
+            });
+            return r;
         }
         self.handle_api(parts, body, peer).await
     }
@@ -1223,11 +1266,15 @@ impl App {
         peer: SocketAddr,
     ) -> Response<Body> {
         if parts.uri.path() == "/_coffer/health" && parts.method == Method::GET {
-            let r = response(
+            let mut r = response(
                 200,
                 "application/json",
                 serde_json::json!({"status": "ok", "service": "coffer", "version": env!("CARGO_PKG_VERSION")}).to_string(),
             );
+            r.extensions_mut().insert(metrics::Labels {
+                service: metrics::Service::Other,
+                operation: "Health",
+            });
             return r;
         }
         if parts.uri.path() == "/_coffer/test/advance-clock"
@@ -1243,8 +1290,13 @@ impl App {
             tc.advance(time::Duration::seconds(secs));
             let kms = self.kms.clone();
             let due = tokio::task::spawn_blocking(move || kms.run_due()).await;
+            self.metrics
+                .background_run(metrics::Job::KmsDue, matches!(due, Ok(Ok(_))));
             let (deleted, rotated) = match due {
-                Ok(Ok(x)) => x,
+                Ok(Ok(x)) => {
+                    self.metrics.kms_due_done(x.0, x.1);
+                    x
+                }
                 _ => {
                     return response(
                         500,
@@ -1253,11 +1305,16 @@ impl App {
                     );
                 }
             };
-            return response(
+            let mut r = response(
                 200,
                 "application/json",
                 serde_json::json!({"now": coffer_core::iso8601(self.clock.now()), "deleted": deleted, "rotated": rotated}).to_string(),
             );
+            r.extensions_mut().insert(metrics::Labels {
+                service: metrics::Service::Other,
+                operation: "AdvanceClock",
+            });
+            return r;
         }
         let parsed = coffer_sigv4::parse(&parts.method, &parts.uri, &parts.headers);
         let auth_scope = parsed.as_ref().ok().and_then(|a| a.as_ref());
@@ -1281,6 +1338,7 @@ impl App {
                 Ok(b) => b,
                 Err(e) => {
                     let mut reply = Reply::new(pre);
+                    reply.op = metrics::operation(pre, &parts, None);
                     // The rest of the body is not read.
                     reply.close = true;
                     return reply.error(&e, &[], false);
@@ -1303,6 +1361,7 @@ impl App {
         };
         let proto = classify(&parts.headers, auth_scope, form.as_ref());
         let mut reply = Reply::new(proto);
+        reply.op = metrics::operation(proto, &parts, form.as_ref());
         // A body nobody reads would be taken for the next request on this connection (S3 bodies
         // are read by s3s once authentication passes; an early refusal leaves them unread).
         reply.close = !needs_body && has_body(&parts.headers);
@@ -1812,6 +1871,9 @@ pub async fn serve(
                     }
                 };
                 let Ok(slot) = slots.clone().try_acquire_owned() else {
+                    // Counted before the close, so that a client seeing the close also sees it
+                    // counted.
+                    app.metrics.connection_refused();
                     drop(stream);
                     refused += 1;
                     if last_refusal_log.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
@@ -1826,8 +1888,10 @@ pub async fn serve(
                 let watcher = graceful.watcher();
                 let acceptor = tls.clone();
                 let header_timeout = limits.header_timeout;
+                let open = app.metrics.connection_opened();
                 tokio::spawn(async move {
                     let _slot = slot;
+                    let _open = open;
                     match acceptor {
                         None => serve_conn(&http, stream, app, peer, watcher, header_timeout).await,
                         Some(acceptor) => {

@@ -84,8 +84,8 @@ impl Iam {
             root_key,
             clock,
             last_used_written: Mutex::new(HashMap::new()),
-            creds_cache: GenCache::new(10_000),
-            ids_cache: GenCache::new(10_000),
+            creds_cache: GenCache::new("iam_credentials", 10_000),
+            ids_cache: GenCache::new("iam_identity_policies", 10_000),
         }
     }
 

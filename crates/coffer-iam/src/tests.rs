@@ -61,6 +61,26 @@ fn field<'a>(o: &'a Out, path: &[&str]) -> Option<&'a str> {
     }
 }
 
+/// Asserts that `r` is IAM's AccessDenied (HTTP 403) for user `who` doing `iam:<action>` on
+/// `resource`, for want of an identity-based allow.
+fn assert_denied<T>(f: &Fx, r: Result<T, ServiceError>, who: &str, action: &str, resource: &str) {
+    let Err(e) = r else {
+        panic!("{who} {action}: expected AccessDenied, got Ok")
+    };
+    assert_eq!(
+        (e.code.as_str(), e.status, e.message.as_str()),
+        (
+            "AccessDenied",
+            403,
+            &*format!(
+                "User: arn:aws:iam::{0}:user/{who} is not authorized to perform: iam:{action} on resource: {resource} because no identity-based policy allows the iam:{action} action",
+                f.acct
+            )
+        ),
+        "{who} {action}"
+    );
+}
+
 fn new_user_key(f: &Fx, root: &RequestContext, name: &str) -> String {
     f.iam
         .handle(root, "CreateUser", &params(&[("UserName", name)]))
@@ -81,16 +101,30 @@ fn bootstrap_is_stable_and_checks_env() {
     let again = f.iam.bootstrap(None, None, None).unwrap();
     assert_eq!(again.account_id, f.acct);
     assert!(again.generated_secret.is_none());
-    assert!(f.iam.bootstrap(Some("999999999999"), None, None).is_err());
-    assert!(
+    assert_eq!(
+        f.iam
+            .bootstrap(Some("999999999999"), None, None)
+            .err()
+            .as_deref(),
+        Some(
+            "COFFER_ACCOUNT_ID=999999999999 contradicts the account 123456789012 stored in this data dir; unset it or use another --data-dir"
+        )
+    );
+    assert_eq!(
         f.iam
             .bootstrap(None, Some("AKIAOTHEROTHEROTHER1"), None)
-            .is_err()
+            .err(),
+        Some(format!(
+            "COFFER_ROOT_ACCESS_KEY_ID=AKIAOTHEROTHEROTHER1 contradicts the root access key {} stored in this data dir; unset it or use another --data-dir",
+            f.root_key
+        ))
     );
-    assert!(
+    assert_eq!(
         f.iam
             .bootstrap(None, None, Some("wrong-secret-wrong-secret"))
-            .is_err()
+            .err()
+            .as_deref(),
+        Some("COFFER_ROOT_SECRET_ACCESS_KEY contradicts the root secret stored in this data dir")
     );
 }
 
@@ -193,7 +227,13 @@ fn groups_grant_through_membership() {
             ]),
         )
         .unwrap();
-    assert!(f.iam.handle(&bob, "ListGroups", &params(&[])).is_err());
+    assert_denied(
+        &f,
+        f.iam.handle(&bob, "ListGroups", &params(&[])),
+        "bob",
+        "ListGroups",
+        &format!("arn:aws:iam::{}:group/", f.acct),
+    );
     f.iam
         .handle(
             &root,
@@ -235,10 +275,13 @@ fn policy_versions_and_variables() {
         .unwrap();
     f.iam.handle(&carol, "GetUser", &params(&[])).unwrap();
     new_user_key(&f, &root, "dave");
-    assert!(
+    assert_denied(
+        &f,
         f.iam
-            .handle(&carol, "GetUser", &params(&[("UserName", "dave")]))
-            .is_err()
+            .handle(&carol, "GetUser", &params(&[("UserName", "dave")])),
+        "carol",
+        "GetUser",
+        &format!("arn:aws:iam::{}:user/dave", f.acct),
     );
     // a new default version takes effect at once
     let none = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"iam:ListUsers","Resource":"*"}]}"#;
@@ -253,7 +296,13 @@ fn policy_versions_and_variables() {
             ]),
         )
         .unwrap();
-    assert!(f.iam.handle(&carol, "GetUser", &params(&[])).is_err());
+    assert_denied(
+        &f,
+        f.iam.handle(&carol, "GetUser", &params(&[])),
+        "carol",
+        "GetUser",
+        &format!("arn:aws:iam::{}:user/carol", f.acct),
+    );
     f.iam
         .handle(
             &root,
@@ -277,14 +326,21 @@ fn policy_versions_and_variables() {
         )
         .unwrap_err();
     assert_eq!(e.code, "MalformedPolicyDocument");
-    assert!(
-        f.iam
-            .handle(
-                &root,
-                "GetPolicy",
-                &params(&[("PolicyArn", &format!("arn:aws:iam::{}:policy/bad", f.acct))])
-            )
-            .is_err()
+    let e = f
+        .iam
+        .handle(
+            &root,
+            "GetPolicy",
+            &params(&[("PolicyArn", &format!("arn:aws:iam::{}:policy/bad", f.acct))]),
+        )
+        .unwrap_err();
+    assert_eq!(
+        (e.code.as_str(), e.status, e.message.as_str()),
+        (
+            "NoSuchEntity",
+            404,
+            &*format!("Policy arn:aws:iam::{}:policy/bad was not found.", f.acct)
+        )
     );
 }
 

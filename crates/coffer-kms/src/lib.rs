@@ -32,6 +32,31 @@ pub struct Kms {
     pub(crate) alias_cache: coffer_store::GenCache<Vec<String>>,
     /// Each key's grants (for the grant check of a request the key policy does not allow).
     pub(crate) grant_cache: coffer_store::GenCache<Arc<Vec<grants::Grant>>>,
+    /// Cryptographic operations by key id (see [`Kms::key_operation_counts`]).
+    key_ops: coffer_store::metrics::BoundedCounters,
+}
+
+/// Most key ids counted by name in [`Kms::key_operation_counts`]; others count as `other`.
+pub const MAX_COUNTED_KEYS: usize = 1000;
+
+/// The cryptographic operations counted per key, by their KMS names.
+const CRYPTO_OPS: &[&str] = &[
+    "Encrypt",
+    "Decrypt",
+    "ReEncrypt",
+    "GenerateDataKey",
+    "GenerateDataKeyWithoutPlaintext",
+    "GenerateDataKeyPair",
+    "GenerateDataKeyPairWithoutPlaintext",
+    "Sign",
+    "Verify",
+    "GenerateMac",
+    "VerifyMac",
+];
+
+/// The key id (UUID) of a key ARN as KMS outputs name keys.
+fn key_uuid(arn: &str) -> &str {
+    arn.rsplit_once(":key/").map_or(arn, |(_, id)| id)
 }
 
 pub(crate) fn internal<E: std::fmt::Display>(e: E) -> ServiceError {
@@ -162,11 +187,26 @@ impl Kms {
             root_key,
             clock,
             region: region.to_string(),
-            key_cache: coffer_store::GenCache::new(10_000),
-            policy_cache: coffer_store::GenCache::new(10_000),
-            alias_cache: coffer_store::GenCache::new(10_000),
-            grant_cache: coffer_store::GenCache::new(1_000),
+            key_cache: coffer_store::GenCache::new("kms_keys", 10_000),
+            policy_cache: coffer_store::GenCache::new("kms_key_policies", 10_000),
+            alias_cache: coffer_store::GenCache::new("kms_aliases", 10_000),
+            grant_cache: coffer_store::GenCache::new("kms_grants", 1_000),
+            key_ops: coffer_store::metrics::BoundedCounters::new(MAX_COUNTED_KEYS),
         }
+    }
+
+    /// Successful cryptographic operations by key id and operation name: `(key id, operation,
+    /// count)`, sorted. Keys beyond the first [`MAX_COUNTED_KEYS`] seen count under `other`.
+    /// ReEncrypt counts for its source and its destination key; S3's use of KMS keys (SSE-KMS)
+    /// counts as GenerateDataKey and Decrypt.
+    pub fn key_operation_counts(&self) -> Vec<(String, &'static str, u64)> {
+        self.key_ops.snapshot()
+    }
+
+    /// Counts one successful operation on the key named by the ARN `arn` (taken from the
+    /// store's record, never from the request).
+    fn count_key_op(&self, arn: &str, op: &'static str) {
+        self.key_ops.add(key_uuid(arn), op, 1);
     }
 
     pub(crate) fn now(&self) -> f64 {
@@ -248,7 +288,18 @@ impl Kms {
                 "Start of structure or map found where not expected.",
             ));
         };
-        self.dispatch(ctx, op, &Input(obj))
+        let out = self.dispatch(ctx, op, &Input(obj))?;
+        if let Some(op) = CRYPTO_OPS.iter().find(|o| **o == op).copied() {
+            let src = out.get("SourceKeyId").and_then(Value::as_str);
+            let dst = out.get("KeyId").and_then(Value::as_str);
+            if let Some(src) = src.filter(|s| Some(*s) != dst) {
+                self.count_key_op(src, op);
+            }
+            if let Some(dst) = dst {
+                self.count_key_op(dst, op);
+            }
+        }
+        Ok(out)
     }
 }
 
@@ -259,7 +310,9 @@ impl coffer_core::DataKeyProvider for Kms {
         key_id: &str,
         context: &[(String, String)],
     ) -> Result<coffer_core::DataKey, ServiceError> {
-        self.service_data_key(ctx, key_id, context)
+        let k = self.service_data_key(ctx, key_id, context)?;
+        self.count_key_op(&k.key_arn, "GenerateDataKey");
+        Ok(k)
     }
 
     fn decrypt_data_key(
@@ -270,6 +323,7 @@ impl coffer_core::DataKeyProvider for Kms {
         context: &[(String, String)],
     ) -> Result<coffer_core::DataKey, ServiceError> {
         let (key_arn, plaintext) = self.service_decrypt(ctx, key_id, ciphertext, context)?;
+        self.count_key_op(&key_arn, "Decrypt");
         Ok(coffer_core::DataKey {
             key_arn,
             plaintext,
@@ -309,3 +363,76 @@ impl coffer_core::DataKeyProvider for Kms {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod metrics_tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn key_uuids_of_arns() {
+        assert_eq!(
+            key_uuid("arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab"),
+            "1234abcd-12ab"
+        );
+        assert_eq!(key_uuid("1234abcd-12ab"), "1234abcd-12ab");
+    }
+
+    #[test]
+    fn cryptographic_operations_are_counted_per_key_on_success() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn MetaStore> =
+            Arc::new(coffer_store::SqliteMetaStore::open(&dir.path().join("m.sqlite")).unwrap());
+        let rk = Arc::new(RootKey::generate().unwrap());
+        let clock = Arc::new(coffer_core::TestClock::default());
+        let iam = Arc::new(Iam::new(store.clone(), rk.clone(), clock.clone()));
+        let b = iam.bootstrap(Some("123456789012"), None, None).unwrap();
+        let kms = Kms::new(iam.clone(), store, rk, clock, "us-east-1");
+        let ctx = coffer_core::RequestContext {
+            principal: iam.resolve(&b.root_access_key_id, None).unwrap().principal,
+            source_ip: None,
+            secure_transport: false,
+            now: time::OffsetDateTime::now_utc(),
+            request_id: "t".into(),
+            region: "us-east-1".into(),
+            user_agent: None,
+            via_service: None,
+        };
+        let new_key = || {
+            kms.handle(&ctx, "CreateKey", &json!({})).unwrap()["KeyMetadata"]["KeyId"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        };
+        let (a, b) = (new_key(), new_key());
+        let mut blob = String::new();
+        for _ in 0..3 {
+            let out = kms
+                .handle(&ctx, "Encrypt", &json!({"KeyId": a, "Plaintext": "aGk="}))
+                .unwrap();
+            blob = out["CiphertextBlob"].as_str().unwrap().to_string();
+        }
+        kms.handle(
+            &ctx,
+            "ReEncrypt",
+            &json!({"CiphertextBlob": blob, "DestinationKeyId": b}),
+        )
+        .unwrap();
+        // Failures and other operations do not count.
+        assert!(
+            kms.handle(&ctx, "Decrypt", &json!({"CiphertextBlob": "AAAA"}))
+                .is_err()
+        );
+        kms.handle(&ctx, "DescribeKey", &json!({"KeyId": a}))
+            .unwrap();
+        assert_eq!(kms.key_operation_counts(), {
+            let mut want = vec![
+                (a.clone(), "Encrypt", 3),
+                (a.clone(), "ReEncrypt", 1),
+                (b.clone(), "ReEncrypt", 1),
+            ];
+            want.sort();
+            want
+        });
+    }
+}

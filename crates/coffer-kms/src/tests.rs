@@ -87,6 +87,29 @@ fn call(f: &Fx, c: &RequestContext, op: &str, input: Value) -> Result<Value, Ser
     f.kms.handle(c, op, &input)
 }
 
+/// Asserts that `r` is KMS's AccessDeniedException (HTTP 400) for user `who` and `kms:<action>`
+/// on `resource`, for want of an identity-based allow (the key policy delegates to IAM).
+fn assert_denied<T>(r: Result<T, ServiceError>, who: &str, action: &str, resource: &str) {
+    let Err(e) = r else {
+        panic!("{who} {action}: expected AccessDeniedException, got Ok")
+    };
+    assert_eq!(
+        (e.code.as_str(), e.status, e.message.as_str()),
+        (
+            "AccessDeniedException",
+            400,
+            &*format!(
+                "User: arn:aws:iam::123456789012:user/{who} is not authorized to perform: kms:{action} on resource: {resource} because no identity-based policy allows the kms:{action} action"
+            )
+        ),
+        "{who} {action}"
+    );
+}
+
+fn key_arn(id: &str) -> String {
+    format!("arn:aws:kms:us-east-1:123456789012:key/{id}")
+}
+
 fn new_key(f: &Fx, input: Value) -> String {
     call(f, &f.root, "CreateKey", input).unwrap()["KeyMetadata"]["KeyId"]
         .as_str()
@@ -570,23 +593,27 @@ fn grants_grant_constrain_retire_and_revoke() {
         json!({"KeyId": id, "Plaintext": "eA==", "EncryptionContext": {"app": "b"}}),
     )
     .unwrap();
-    assert!(
+    assert_denied(
         call(
             &f,
             &grantee,
             "Decrypt",
-            json!({"CiphertextBlob": ct2["CiphertextBlob"], "EncryptionContext": {"app": "b"}})
-        )
-        .is_err()
+            json!({"CiphertextBlob": ct2["CiphertextBlob"], "EncryptionContext": {"app": "b"}}),
+        ),
+        "grantee",
+        "Decrypt",
+        &key_arn(&id),
     );
-    assert!(
+    assert_denied(
         call(
             &f,
             &grantee,
             "Encrypt",
-            json!({"KeyId": id, "Plaintext": "eA==", "EncryptionContext": {"app": "a"}})
-        )
-        .is_err()
+            json!({"KeyId": id, "Plaintext": "eA==", "EncryptionContext": {"app": "a"}}),
+        ),
+        "grantee",
+        "Encrypt",
+        &key_arn(&id),
     );
     let l = call(&f, &f.root, "ListGrants", json!({"KeyId": id})).unwrap();
     assert_eq!(l["Grants"].as_array().unwrap().len(), 1);
@@ -596,10 +623,8 @@ fn grants_grant_constrain_retire_and_revoke() {
         "ListRetirableGrants",
         json!({"RetiringPrincipal": "arn:aws:iam::123456789012:user/retirer"}),
     );
-    assert!(
-        r.is_err(),
-        "ListRetirableGrants is IAM-only and retirer has no policy"
-    );
+    // ListRetirableGrants is IAM-only and retirer has no policy.
+    assert_denied(r, "retirer", "ListRetirableGrants", "*");
     // the grantee may not retire (no RetireGrant operation); the retiring principal may
     let e = call(
         &f,
@@ -616,14 +641,16 @@ fn grants_grant_constrain_retire_and_revoke() {
         json!({"GrantToken": g["GrantToken"]}),
     )
     .unwrap();
-    assert!(
+    assert_denied(
         call(
             &f,
             &grantee,
             "Decrypt",
-            json!({"CiphertextBlob": ct["CiphertextBlob"], "EncryptionContext": {"app": "a"}})
-        )
-        .is_err()
+            json!({"CiphertextBlob": ct["CiphertextBlob"], "EncryptionContext": {"app": "a"}}),
+        ),
+        "grantee",
+        "Decrypt",
+        &key_arn(&id),
     );
     // revoke
     let g2 = call(&f, &f.root, "CreateGrant", json!({"KeyId": id, "GranteePrincipal": "arn:aws:iam::123456789012:user/grantee", "Operations": ["Encrypt"]})).unwrap();
@@ -641,14 +668,16 @@ fn grants_grant_constrain_retire_and_revoke() {
         json!({"KeyId": id, "GrantId": g2["GrantId"]}),
     )
     .unwrap();
-    assert!(
+    assert_denied(
         call(
             &f,
             &grantee,
             "Encrypt",
-            json!({"KeyId": id, "Plaintext": "eA=="})
-        )
-        .is_err()
+            json!({"KeyId": id, "Plaintext": "eA=="}),
+        ),
+        "grantee",
+        "Encrypt",
+        &key_arn(&id),
     );
     let e = call(
         &f,
@@ -815,7 +844,12 @@ fn data_key_provider_acts_as_the_caller_via_a_service() {
         "arn:aws:s3:::bucket/key".to_string(),
     )];
     // Directly: denied.
-    assert!(f.kms.generate_data_key(&s3user, &id, &ec).is_err());
+    assert_denied(
+        f.kms.generate_data_key(&s3user, &id, &ec),
+        "s3user",
+        "GenerateDataKey",
+        &key_arn(&id),
+    );
     // Through S3: allowed, and the data key opens with the same context only.
     let via = RequestContext {
         via_service: Some("s3.us-east-1.amazonaws.com".into()),

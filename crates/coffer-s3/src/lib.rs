@@ -206,7 +206,12 @@ impl s3s::auth::S3Auth for CofferS3Auth {
 
 pub(crate) fn internal<E: std::fmt::Display>(e: E) -> ServiceError {
     tracing::error!(error = %e, "internal error");
-    ServiceError::internal()
+    // S3's own words (ServiceError::internal() is the Query protocol's ServiceFailure).
+    ServiceError::new(
+        "InternalError",
+        500,
+        "We encountered an internal error. Please try again.",
+    )
 }
 
 /// A Coffer error as an S3 error (custom codes such as `KMS.NotFoundException` keep their status).

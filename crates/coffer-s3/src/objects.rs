@@ -41,7 +41,11 @@ fn via_s3(s: &Inner, ctx: &RequestContext) -> RequestContext {
 fn kms_error(e: ServiceError) -> S3Error {
     match e.code.as_str() {
         "AccessDeniedException" => access_denied(e.message),
-        "ServiceFailure" | "KMSInternalException" => s3e(e),
+        "ServiceFailure" | "KMSInternalException" | "InternalError" => s3e(ServiceError::new(
+            "InternalError",
+            500,
+            "We encountered an internal error. Please try again.",
+        )),
         code => s3e(ServiceError::new(format!("KMS.{code}"), 400, e.message)),
     }
 }

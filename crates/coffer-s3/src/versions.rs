@@ -627,7 +627,15 @@ mod tests {
         );
         assert_eq!(parse_version_id("null").unwrap(), VersionSel::Null);
         for bad in ["", "abc", "NULL", &"!".repeat(32), &"a".repeat(33)] {
-            assert!(parse_version_id(bad).is_err(), "{bad}");
+            let e = parse_version_id(bad).unwrap_err();
+            assert_eq!(
+                (e.code(), e.message()),
+                (
+                    &s3s::S3ErrorCode::InvalidArgument,
+                    Some("Invalid version id specified")
+                ),
+                "{bad}"
+            );
         }
     }
 

@@ -346,8 +346,14 @@ fn chunk_bad_signature() {
         Err(AuthError::BadChunk(_))
     ));
     // sticky failure
-    assert!(d.feed(b"", &mut out).is_err());
-    assert!(d.finish().is_err());
+    assert_eq!(
+        bad_chunk(d.feed(b"", &mut out)),
+        "The aws-chunked decoder already failed"
+    );
+    assert_eq!(
+        bad_chunk(d.finish()),
+        "The aws-chunked decoder already failed"
+    );
 
     // tampered data byte in the first chunk
     let mut body = stream_body(STREAM_SIGS);
@@ -362,7 +368,10 @@ fn chunk_bad_signature() {
     let mut sigs = STREAM_SIGS;
     sigs[2] = STREAM_SIGS[0];
     let (mut d, _, _) = stream_decoder();
-    assert!(d.feed(&stream_body(sigs), &mut Vec::new()).is_err());
+    assert_eq!(
+        bad_chunk(d.feed(&stream_body(sigs), &mut Vec::new())),
+        CHUNK_SIG_MISMATCH
+    );
 
     // missing signing key
     let (m, u, h) = stream_request();
@@ -374,11 +383,17 @@ fn chunk_bad_signature() {
         &a.amz_date,
         &a.scope(),
     );
-    assert!(d.feed(&stream_body(STREAM_SIGS), &mut Vec::new()).is_err());
+    assert_eq!(
+        bad_chunk(d.feed(&stream_body(STREAM_SIGS), &mut Vec::new())),
+        "The chunk signature could not be verified"
+    );
 
     // unsigned chunk header in signed mode
     let (mut d, _, _) = stream_decoder();
-    assert!(d.feed(b"5\r\nhello\r\n", &mut Vec::new()).is_err());
+    assert_eq!(
+        bad_chunk(d.feed(b"5\r\nhello\r\n", &mut Vec::new())),
+        "Missing chunk-signature in signed aws-chunked body"
+    );
 }
 
 #[test]
@@ -396,32 +411,56 @@ fn chunk_truncated_and_framing_errors() {
     let (mut d, _, _) = stream_decoder();
     let mut b = body.clone();
     b.push(b'x');
-    assert!(d.feed(&b, &mut Vec::new()).is_err());
+    assert_eq!(
+        bad_chunk(d.feed(&b, &mut Vec::new())),
+        "Data after the end of the aws-chunked body"
+    );
     // over-long header line
     let (mut d, _, _) = stream_decoder();
-    assert!(d.feed(&vec![b'1'; 5000], &mut Vec::new()).is_err());
+    assert_eq!(
+        bad_chunk(d.feed(&vec![b'1'; 5000], &mut Vec::new())),
+        "aws-chunked header or trailer line too long"
+    );
     // bad size / missing CRLF after data
     let mut d = ChunkedDecoder::new(ChunkedMode::UnsignedPayloadTrailer, None, "", "", "");
-    assert!(d.feed(b"zz\r\n", &mut Vec::new()).is_err());
+    assert_eq!(
+        bad_chunk(d.feed(b"zz\r\n", &mut Vec::new())),
+        "Invalid aws-chunked chunk size"
+    );
     let mut d = ChunkedDecoder::new(ChunkedMode::UnsignedPayloadTrailer, None, "", "", "");
-    assert!(d.feed(b"2\r\nabXY", &mut Vec::new()).is_err());
+    assert_eq!(
+        bad_chunk(d.feed(b"2\r\nabXY", &mut Vec::new())),
+        "aws-chunked chunk data not followed by CRLF"
+    );
     let mut d = ChunkedDecoder::new(ChunkedMode::UnsignedPayloadTrailer, None, "", "", "");
-    assert!(d.feed(b"2\nab", &mut Vec::new()).is_err());
+    assert_eq!(
+        bad_chunk(d.feed(b"2\nab", &mut Vec::new())),
+        "aws-chunked line not terminated by CRLF"
+    );
     // decoded length mismatch
     let mut d = ChunkedDecoder::new(ChunkedMode::UnsignedPayloadTrailer, None, "", "", "")
         .with_decoded_length(3);
-    assert!(d.feed(b"4\r\nabcd\r\n", &mut Vec::new()).is_err());
+    assert_eq!(
+        bad_chunk(d.feed(b"4\r\nabcd\r\n", &mut Vec::new())),
+        "aws-chunked body is longer than x-amz-decoded-content-length"
+    );
     let mut d = ChunkedDecoder::new(ChunkedMode::UnsignedPayloadTrailer, None, "", "", "")
         .with_decoded_length(3);
     d.feed(b"2\r\nab\r\n0\r\n\r\n", &mut Vec::new())
         .expect("ok");
-    assert!(d.finish().is_err());
+    assert_eq!(
+        bad_chunk(d.finish()),
+        "aws-chunked body is shorter than x-amz-decoded-content-length"
+    );
     // trailer in a no-trailer mode
     let (mut d, _, _) = stream_decoder();
     let mut b = stream_body(STREAM_SIGS);
     b.truncate(b.len() - 2);
     b.extend_from_slice(b"x-amz-checksum-crc32:AAAAAA==\r\n\r\n");
-    assert!(d.feed(&b, &mut Vec::new()).is_err());
+    assert_eq!(
+        bad_chunk(d.feed(&b, &mut Vec::new())),
+        "Unexpected trailer in aws-chunked body"
+    );
 }
 
 /// Unsigned trailer body exactly as botocore 1.43's `AwsChunkedWrapper` produces it
@@ -497,30 +536,47 @@ fn signed_trailer_round_trip_and_tamper() {
         vec![("x-amz-checksum-crc32".to_owned(), "sOO8/Q==".to_owned())]
     );
 
+    // The body is binary: edit it as bytes (a lossy UTF-8 round trip would corrupt the chunk
+    // data and fail on the chunk signature, never reaching the trailer).
+    let at = |needle: &[u8]| {
+        body.windows(needle.len())
+            .rposition(|w| w == needle)
+            .expect("needle in body")
+    };
     // Tampered trailer value.
-    let s = String::from_utf8_lossy(&body).replace("sOO8/Q==", "AAAAAA==");
+    let mut b = body.clone();
+    let pos = at(b"sOO8/Q==");
+    b[pos..pos + 8].copy_from_slice(b"AAAAAA==");
     let mut d = new();
-    assert!(matches!(
-        d.feed(s.as_bytes(), &mut Vec::new()),
-        Err(AuthError::BadChunk(_))
-    ));
+    assert_eq!(
+        bad_chunk(d.feed(&b, &mut Vec::new())),
+        "The request signature we calculated does not match the signature you provided (aws-chunked trailer)."
+    );
     // Tampered trailer signature.
     let mut b = body.clone();
     let pos = b.len() - 5;
     b[pos] = if b[pos] == b'0' { b'1' } else { b'0' };
     let mut d = new();
-    assert!(d.feed(&b, &mut Vec::new()).is_err());
+    assert_eq!(
+        bad_chunk(d.feed(&b, &mut Vec::new())),
+        "The request signature we calculated does not match the signature you provided (aws-chunked trailer)."
+    );
     // Missing trailer signature.
-    let s = String::from_utf8_lossy(&body).into_owned();
-    let idx = s.find("x-amz-trailer-signature").expect("sig line");
-    let stripped = format!("{}\r\n", &s[..idx]);
+    let mut stripped = body[..at(b"x-amz-trailer-signature")].to_vec();
+    stripped.extend_from_slice(b"\r\n");
     let mut d = new();
-    assert!(d.feed(stripped.as_bytes(), &mut Vec::new()).is_err());
+    assert_eq!(
+        bad_chunk(d.feed(&stripped, &mut Vec::new())),
+        "Missing x-amz-trailer-signature"
+    );
     // Truncated before the empty line.
     let mut d = new();
     d.feed(&body[..body.len() - 2], &mut Vec::new())
         .expect("prefix");
-    assert!(d.finish().is_err());
+    assert_eq!(
+        bad_chunk(d.finish()),
+        "The aws-chunked body ended before its final chunk (incomplete body)"
+    );
 }
 
 // ---------------------------------------------------------------- botocore vectors
@@ -640,7 +696,7 @@ fn botocore_iam_path_normalisation() {
     )
     .expect("verifies");
     // The S3 flavour (no normalisation) must not verify it.
-    assert!(
+    assert!(matches!(
         verify(
             &a,
             &s,
@@ -650,9 +706,9 @@ fn botocore_iam_path_normalisation() {
             &sha256_hex(body),
             Flavor::S3,
             t(BOTO_DATE)
-        )
-        .is_err()
-    );
+        ),
+        Err(AuthError::SignatureMismatch { .. })
+    ));
 }
 
 #[test]
@@ -812,6 +868,17 @@ fn check(r: &Req, now: OffsetDateTime) -> Result<SigningKey, AuthError> {
     let a = parse(&r.m, &r.u, &r.h)?.ok_or_else(|| AuthError::Malformed("none".into()))?;
     verify(&a, &secret(SK), &r.m, &r.u, &r.h, &r.hash, r.flavor, now)
 }
+
+/// The message of the `AuthError::BadChunk` that `r` must be.
+fn bad_chunk<T>(r: Result<T, AuthError>) -> String {
+    match r {
+        Err(AuthError::BadChunk(m)) => m,
+        Err(e) => panic!("expected BadChunk, got {e:?}"),
+        Ok(_) => panic!("expected BadChunk, got Ok"),
+    }
+}
+
+const CHUNK_SIG_MISMATCH: &str = "The request signature we calculated does not match the signature you provided (aws-chunked chunk).";
 
 fn now0() -> OffsetDateTime {
     t("20240601T120000Z")
@@ -992,7 +1059,10 @@ fn plus_in_query() {
         u: uri("/b/k?q=a+c"),
         ..r
     };
-    assert!(check(&sent, now0()).is_err());
+    assert!(matches!(
+        check(&sent, now0()),
+        Err(AuthError::SignatureMismatch { .. })
+    ));
 }
 
 #[test]
@@ -1024,7 +1094,7 @@ fn cache_and_redaction() {
     }
     assert_eq!(cache.len(), 1);
     // Wrong secret is a different cache entry and fails.
-    assert!(
+    assert!(matches!(
         verify_with_cache(
             &a,
             &secret("nope"),
@@ -1035,9 +1105,9 @@ fn cache_and_redaction() {
             r.flavor,
             now0(),
             Some(&cache)
-        )
-        .is_err()
-    );
+        ),
+        Err(AuthError::SignatureMismatch { .. })
+    ));
     assert_eq!(cache.len(), 2);
 
     let s = secret("super-secret-value");
@@ -1131,7 +1201,10 @@ fn wrong_secret_and_tampering() {
         hash: sha256_hex(b"other"),
         ..signed_clone(&r)
     };
-    assert!(check(&t2, now0()).is_err());
+    assert!(matches!(
+        check(&t2, now0()),
+        Err(AuthError::SignatureMismatch { .. })
+    ));
 }
 
 fn signed_clone(r: &Req) -> Req {
@@ -1462,7 +1535,10 @@ fn presigned_tamper_and_payload_rule() {
     let u = uri(S3_PRESIGNED);
     let h2 = hm(&[("host", "evil.s3.amazonaws.com")]);
     let a = parsed(&m, &u, &h2);
-    assert!(verify(&a, &s, &m, &u, &h2, UNSIGNED_PAYLOAD, Flavor::S3, now).is_err());
+    assert!(matches!(
+        verify(&a, &s, &m, &u, &h2, UNSIGNED_PAYLOAD, Flavor::S3, now),
+        Err(AuthError::SignatureMismatch { .. })
+    ));
     // An unsigned x-amz-content-sha256 header on a presigned request does not change the
     // payload hash (and is tolerated).
     let h3 = hm(&[
@@ -1552,7 +1628,10 @@ fn resign_without_a_signed_header() {
     verify(&auth, &sec, &m, &u, &h, EMPTY_SHA256, Flavor::S3, now).expect("original");
 
     h.remove("range");
-    assert!(verify(&auth, &sec, &m, &u, &h, EMPTY_SHA256, Flavor::S3, now).is_err());
+    assert!(matches!(
+        verify(&auth, &sec, &m, &u, &h, EMPTY_SHA256, Flavor::S3, now),
+        Err(AuthError::SignatureMismatch { .. })
+    ));
     let signed: Vec<String> = auth
         .signed_headers
         .iter()

@@ -207,6 +207,15 @@ impl BlobStore for FileBlobStore {
 mod tests {
     use super::*;
 
+    /// The `io::ErrorKind` of the `StoreError::Io` that `r` must be.
+    fn io_kind<T>(r: Result<T>) -> io::ErrorKind {
+        match r {
+            Err(crate::StoreError::Io(e)) => e.kind(),
+            Err(e) => panic!("expected an I/O error, got {e:?}"),
+            Ok(_) => panic!("expected an I/O error, got Ok"),
+        }
+    }
+
     #[test]
     fn write_commit_read_delete_sweep() {
         let d = tempfile::tempdir().unwrap();
@@ -214,7 +223,7 @@ mod tests {
         let mut w = s.create("abcdef01").unwrap();
         w.write_all(b"hello world").unwrap();
         // not visible before commit
-        assert!(s.open("abcdef01", 0).is_err());
+        assert_eq!(io_kind(s.open("abcdef01", 0)), io::ErrorKind::NotFound);
         w.commit().unwrap();
         let mut out = String::new();
         s.open("abcdef01", 6)
@@ -235,9 +244,10 @@ mod tests {
         w3.commit().unwrap();
         let removed = s.sweep(&|id| id == "abcdef01").unwrap();
         assert_eq!(removed, 1);
-        assert!(s.open("orphan01", 0).is_err());
+        assert_eq!(io_kind(s.open("orphan01", 0)), io::ErrorKind::NotFound);
         s.delete("abcdef01").unwrap();
         s.delete("abcdef01").unwrap();
-        assert!(s.create("../x").is_err());
+        assert_eq!(io_kind(s.create("../x")), io::ErrorKind::InvalidInput);
+        assert!(!d.path().join("x").exists() && !d.path().join("tmp/x").exists());
     }
 }

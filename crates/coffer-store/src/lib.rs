@@ -9,6 +9,7 @@
 
 mod blob;
 mod lock;
+pub mod metrics;
 mod sqlite;
 
 pub use blob::{BlobStore, BlobWriter, FileBlobStore};
@@ -85,6 +86,11 @@ pub trait MetaStore: Reader + Send + Sync {
     /// material): no copy left in free pages or journals. May be slow; call it rarely.
     fn purge_deleted(&self) -> Result<()> {
         Ok(())
+    }
+
+    /// Commit statistics, for stores that keep them.
+    fn stats(&self) -> Option<&metrics::StoreStats> {
+        None
     }
 }
 
@@ -189,26 +195,39 @@ pub fn scan_json<T: DeserializeOwned>(
         .collect()
 }
 
-/// A small cache of values derived from the store, valid for one store generation.
+/// A small cache of values derived from the store, valid for one store generation. Its
+/// lookups are counted under its name ([`metrics::cache_stats`]).
 pub struct GenCache<V> {
     map: parking_lot::Mutex<std::collections::HashMap<String, (u64, V)>>,
     capacity: usize,
+    counters: &'static metrics::CacheCounters,
 }
 
 impl<V: Clone> GenCache<V> {
-    pub fn new(capacity: usize) -> Self {
+    /// A cache named `name` (a fixed name: it labels the cache's metrics).
+    pub fn new(name: &'static str, capacity: usize) -> Self {
         GenCache {
             map: parking_lot::Mutex::new(std::collections::HashMap::new()),
             capacity,
+            counters: metrics::cache_counters(name),
         }
     }
 
     /// The cached value for `key` if it was computed at generation `generation`.
     pub fn get(&self, generation: u64, key: &str) -> Option<V> {
         let m = self.map.lock();
-        m.get(key)
+        let v = m
+            .get(key)
             .filter(|(g, _)| *g == generation)
-            .map(|(_, v)| v.clone())
+            .map(|(_, v)| v.clone());
+        drop(m);
+        let c = if v.is_some() {
+            &self.counters.hits
+        } else {
+            &self.counters.misses
+        };
+        c.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        v
     }
 
     pub fn put(&self, generation: u64, key: String, value: V) {
@@ -245,7 +264,7 @@ mod cache_tests {
 
     #[test]
     fn values_live_for_one_generation() {
-        let c: GenCache<u32> = GenCache::new(2);
+        let c: GenCache<u32> = GenCache::new("test_values_live_for_one_generation", 2);
         c.put(1, "a".into(), 10);
         assert_eq!(c.get(1, "a"), Some(10));
         assert_eq!(c.get(2, "a"), None);
@@ -254,5 +273,11 @@ mod cache_tests {
         c.put(2, "b".into(), 1);
         c.put(2, "c".into(), 2);
         assert!(c.map.lock().len() <= 2);
+        let (_, hits, misses) = crate::metrics::cache_stats()
+            .into_iter()
+            .find(|(n, _, _)| *n == "test_values_live_for_one_generation")
+            .unwrap();
+        // Hits: (1, a) and (2, a) once computed; misses: (2, a) before, and get_or_try's look.
+        assert_eq!((hits, misses), (2, 2));
     }
 }

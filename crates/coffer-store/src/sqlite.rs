@@ -37,6 +37,7 @@ pub struct SqliteMetaStore {
     next: AtomicUsize,
     path: std::path::PathBuf,
     generation: AtomicU64,
+    stats: crate::metrics::StoreStats,
 }
 
 fn be(e: rusqlite::Error) -> StoreError {
@@ -99,6 +100,7 @@ impl SqliteMetaStore {
             next: AtomicUsize::new(0),
             path: path.to_path_buf(),
             generation: AtomicU64::new(0),
+            stats: crate::metrics::StoreStats::default(),
         })
     }
 
@@ -221,6 +223,10 @@ impl MetaStore for SqliteMetaStore {
         self.generation.load(Ordering::Acquire)
     }
 
+    fn stats(&self) -> Option<&crate::metrics::StoreStats> {
+        Some(&self.stats)
+    }
+
     /// Deleted rows are already zeroed in their pages (`secure_delete`); what remains are the
     /// older page images in the write-ahead log. A TRUNCATE checkpoint copies the log into the
     /// database and empties the log file.
@@ -301,6 +307,7 @@ impl SqliteMetaStore {
             if let Err(e) = end {
                 // The batch is in an unknown state: abandon all of it.
                 let _ = exec(&w.c, "ROLLBACK");
+                self.stats.failed_commits.fetch_add(1, Ordering::Relaxed);
                 w.open = false;
                 let b = w.batch;
                 w.committed = b;
@@ -322,11 +329,21 @@ impl SqliteMetaStore {
                 // Nothing to keep: end the transaction without a sync.
                 exec(&w.c, "ROLLBACK").is_ok()
             } else {
-                match exec(&w.c, "COMMIT") {
-                    Ok(()) => true,
+                let started = std::time::Instant::now();
+                let r = exec(&w.c, "COMMIT");
+                self.stats
+                    .commit_seconds
+                    .observe_duration(started.elapsed());
+                match r {
+                    Ok(()) => {
+                        self.stats.commits.fetch_add(1, Ordering::Relaxed);
+                        self.stats.batch_size.observe(w.members as f64);
+                        true
+                    }
                     Err(e) => {
                         tracing::error!(error = %e, "metadata commit failed");
                         let _ = exec(&w.c, "ROLLBACK");
+                        self.stats.failed_commits.fetch_add(1, Ordering::Relaxed);
                         false
                     }
                 }
@@ -436,7 +453,7 @@ mod tests {
             t.put("ns", "k", b"v")?;
             Err(StoreError::NotFound)
         });
-        assert!(r.is_err());
+        assert!(matches!(r, Err(StoreError::NotFound)), "{r:?}");
         assert_eq!(s.get("ns", "k").unwrap(), None);
     }
 
@@ -568,6 +585,25 @@ mod tests {
     }
 
     #[test]
+    fn commits_are_counted_with_their_batch_size_and_time() {
+        let (_d, s) = store();
+        let st = s.stats().unwrap();
+        s.transact(&mut |t| t.put("ns", "a", b"v")).unwrap();
+        s.transact(&mut |t| t.put("ns", "b", b"v")).unwrap();
+        // A failing transaction alone commits nothing (and is no failed commit).
+        let _ = s.transact(&mut |_| Err(StoreError::NotFound));
+        assert_eq!(st.commits.load(Ordering::Relaxed), 2);
+        assert_eq!(st.failed_commits.load(Ordering::Relaxed), 0);
+        let batches = st.batch_size.snapshot();
+        assert_eq!(batches.count, 2);
+        assert_eq!(batches.buckets[0], (1.0, 2), "one transaction per commit");
+        assert!((batches.sum - 2.0).abs() < 1e-9);
+        let fsync = st.commit_seconds.snapshot();
+        assert_eq!(fsync.count, 2);
+        assert!(fsync.sum > 0.0);
+    }
+
+    #[test]
     fn concurrent_transactions_commit_together_and_fail_alone() {
         let (_d, s) = store();
         let s = std::sync::Arc::new(s);
@@ -598,5 +634,12 @@ mod tests {
         let all = s.scan("ns", "", None, 10_000).unwrap();
         assert_eq!(all.len(), 8 * (50 - 7));
         assert!(s.generation() > 0);
+        // Every acknowledged transaction was in exactly one commit.
+        let batches = s.stats().unwrap().batch_size.snapshot();
+        assert_eq!(batches.sum as usize, 8 * (50 - 7));
+        assert_eq!(
+            batches.count,
+            s.stats().unwrap().commits.load(Ordering::Relaxed)
+        );
     }
 }
