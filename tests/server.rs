@@ -91,10 +91,9 @@ fn sigterm_closes_idle_keepalive_connection() {
     );
 }
 
-#[test]
-fn sigterm_drains_in_flight_request() {
-    let mut s = Server::start();
-    // A signed ListUsers whose body arrives in two halves, with SIGTERM in between.
+/// A signed ListUsers sent up to half its body, once the server has read that far: the
+/// connection, the whole body and how much of it was sent.
+fn half_sent_list_users(s: &Server) -> (TcpStream, String, usize) {
     let body = query_body("ListUsers", "2010-05-08", &[]);
     let mut h = headers(&[("content-type", FORM_CT)]);
     s.sign(
@@ -112,6 +111,14 @@ fn sigterm_drains_in_flight_request() {
     conn.flush().unwrap();
     // The request is in flight once the server has accepted the connection and read from it.
     wait_until_server_reads(s.addr, &conn, head.len() + half);
+    (conn, body, half)
+}
+
+#[test]
+fn sigterm_drains_in_flight_request() {
+    let mut s = Server::start();
+    // A signed ListUsers whose body arrives in two halves, with SIGTERM in between.
+    let (mut conn, body, half) = half_sent_list_users(&s);
 
     s.sigterm();
     // The listener closes: new connections are refused while the old one drains.
@@ -382,21 +389,7 @@ fn sigterm_stops_waiting_for_a_request_after_the_shutdown_timeout() {
         ..Opts::default()
     });
     // A request whose body never finishes.
-    let body = query_body("ListUsers", "2010-05-08", &[]);
-    let mut h = headers(&[("content-type", FORM_CT)]);
-    s.sign(
-        &Method::POST,
-        "/",
-        &mut h,
-        body.as_bytes(),
-        &Signing::new(&Creds::root(), "iam"),
-    );
-    let mut conn = connect(s.addr);
-    let head = request_head(s.addr, &Method::POST, "/", &h, body.len(), true);
-    conn.write_all(&head).unwrap();
-    conn.write_all(&body.as_bytes()[..body.len() / 2]).unwrap();
-    conn.flush().unwrap();
-    wait_until_server_reads(s.addr, &conn, head.len() + body.len() / 2);
+    let (_conn, _, _) = half_sent_list_users(&s);
     s.sigterm();
     // Still draining within the timeout...
     assert!(

@@ -492,16 +492,20 @@ fn single_byte_range(headers: &HeaderMap) -> bool {
 fn is_post_upload(parts: &http::request::Parts) -> bool {
     parts.method == Method::POST
         && parts.uri.query().is_none_or(str::is_empty)
-        && parts
-            .headers
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| {
-                v.trim_start()
-                    .to_ascii_lowercase()
-                    .starts_with("multipart/form-data")
-            })
+        && is_multipart_form(&parts.headers)
         && matches!(s3_target(parts), (Some(_), None))
+}
+
+/// Whether the body is `multipart/form-data`.
+fn is_multipart_form(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.trim_start()
+                .to_ascii_lowercase()
+                .starts_with("multipart/form-data")
+        })
 }
 
 /// How much of a POST form the gateway reads to find the fields before the file (s3s's own
@@ -1031,15 +1035,7 @@ fn s3_document_cap(parts: &http::request::Parts) -> Option<DocCap> {
             .split('&')
             .any(|p| p.split('=').next().is_some_and(|k| k == name))
     };
-    let multipart = parts
-        .headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.trim_start()
-                .to_ascii_lowercase()
-                .starts_with("multipart/form-data")
-        });
+    let multipart = is_multipart_form(&parts.headers);
     let (_, key) = s3_target(parts);
     let document = match parts.method {
         Method::POST => !multipart,

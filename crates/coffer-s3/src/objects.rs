@@ -307,6 +307,24 @@ fn is_sha256_mismatch(e: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
+/// Appends ciphertext to the object's blob file, creating it on first use (off the async
+/// worker: see [`crate::blocking`]).
+fn write_blob(
+    s: &Inner,
+    writer: &mut Option<Box<dyn coffer_store::BlobWriter>>,
+    blob_id: &str,
+    data: &[u8],
+) -> S3Result<()> {
+    crate::blocking(|| {
+        let w = match writer {
+            Some(w) => w,
+            None => writer.insert(s.blobs.create(blob_id)?),
+        };
+        w.write_all(data).map_err(coffer_store::StoreError::from)
+    })
+    .map_err(|e| s3e(internal(e)))
+}
+
 pub(crate) async fn ingest(
     s: &Inner,
     blob_id: &str,
@@ -358,14 +376,7 @@ pub(crate) async fn ingest(
             sums.update(&chunk);
             enc.push(&chunk, &mut out).map_err(|e| s3e(internal(e)))?;
             if out.len() >= WRITE_BATCH {
-                crate::blocking(|| {
-                    let w = match &mut writer {
-                        Some(w) => w,
-                        None => writer.insert(s.blobs.create(blob_id)?),
-                    };
-                    w.write_all(&out).map_err(coffer_store::StoreError::from)
-                })
-                .map_err(|e| s3e(internal(e)))?;
+                write_blob(s, &mut writer, blob_id, &out)?;
                 out.clear();
             }
         }
@@ -374,14 +385,7 @@ pub(crate) async fn ingest(
     let inline = if writer.is_none() && b.allow_inline && out.len() <= INLINE_MAX {
         Some(std::mem::take(&mut out))
     } else {
-        crate::blocking(|| {
-            let w = match &mut writer {
-                Some(w) => w,
-                None => writer.insert(s.blobs.create(blob_id)?),
-            };
-            w.write_all(&out).map_err(coffer_store::StoreError::from)
-        })
-        .map_err(|e| s3e(internal(e)))?;
+        write_blob(s, &mut writer, blob_id, &out)?;
         None
     };
     drop(out);
