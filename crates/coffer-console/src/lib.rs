@@ -342,7 +342,7 @@ impl Console {
             None
         };
         match (form, seg.as_slice()) {
-            (Some(_), ["signout"]) => self.signout(&parts.headers, &session),
+            (Some(_), ["signout"]) => self.signout(&parts.headers, &session).await,
             (None, ["change-password"]) => change_password_page(&ctx, None),
             (Some(f), ["change-password"]) => change_password(&ctx, &f).await,
             _ if must_change => redirect("/console/change-password"),
@@ -486,7 +486,7 @@ impl Console {
                         .lock()
                         .remove(&coffer_crypto::sha256_hex(old.as_bytes()));
                     if let Some(prev) = prev {
-                        let _ = self.iam.end_session(&prev.creds.access_key_id);
+                        self.end_credentials(prev.creds.access_key_id.clone()).await;
                     }
                 }
                 let token = random_token();
@@ -527,16 +527,27 @@ impl Console {
         }
     }
 
-    fn signout(&self, headers: &HeaderMap, session: &Arc<Session>) -> Resp {
+    /// Ends a session's temporary credentials (a store transaction, so on a blocking thread).
+    async fn end_credentials(&self, access_key_id: String) {
+        let iam = self.iam.clone();
+        match tokio::task::spawn_blocking(move || iam.end_session(&access_key_id)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(code = %e.code, "could not end a console session's credentials")
+            }
+            Err(e) => tracing::warn!(error = %e, "ending a console session's credentials failed"),
+        }
+    }
+
+    async fn signout(&self, headers: &HeaderMap, session: &Arc<Session>) -> Resp {
         if let Some(v) = cookie_value(headers, SESSION_COOKIE) {
             self.sessions
                 .lock()
                 .remove(&coffer_crypto::sha256_hex(v.as_bytes()));
         }
         // The session's credentials stop working too.
-        if let Err(e) = self.iam.end_session(&session.creds.access_key_id) {
-            tracing::warn!(code = %e.code, "could not end a console session's credentials");
-        }
+        self.end_credentials(session.creds.access_key_id.clone())
+            .await;
         let mut r = redirect("/console/signin");
         r.headers_mut()
             .append(header::SET_COOKIE, self.cookie(SESSION_COOKIE, "", 0));
