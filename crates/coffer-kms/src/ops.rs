@@ -901,7 +901,7 @@ impl Kms {
             // Checked on what the transaction reads: the key may have been scheduled for
             // deletion or destroyed, or aliases added, since it was authorized.
             key_in(t, &key, StateRule::NotPending)?;
-            let count = self.alias_names_in(t, &account, &key.id)?.len();
+            let count = crate::indexes::alias_names(t, &account, &key.id)?.len();
             if t.get(NS_ALIAS, &ak).map_err(store_err)?.is_some() {
                 return Err(ServiceError::new(
                     "AlreadyExistsException",
@@ -930,16 +930,6 @@ impl Kms {
                     self.alias_arn(account, name)
                 ))
             })
-    }
-
-    /// The names of the aliases of `key_id`, read inside a transaction.
-    fn alias_names_in(
-        &self,
-        t: &dyn Txn,
-        account: &str,
-        key_id: &str,
-    ) -> Result<Vec<String>, ServiceError> {
-        crate::indexes::alias_names(t, account, key_id)
     }
 
     fn update_alias(&self, ctx: &RequestContext, inp: &Input) -> R {
@@ -1670,7 +1660,7 @@ impl Kms {
                     crate::indexes::delete_grant(t, &g)?;
                 }
             }
-            for name in self.alias_names_in(&*t, &k.account, &k.id)? {
+            for name in crate::indexes::alias_names(&*t, &k.account, &k.id)? {
                 crate::indexes::delete_alias(t, &k.account, &name)?;
             }
             Ok(true)
