@@ -206,7 +206,12 @@ impl s3s::auth::S3Auth for CofferS3Auth {
 
 pub(crate) fn internal<E: std::fmt::Display>(e: E) -> ServiceError {
     tracing::error!(error = %e, "internal error");
-    // S3's own words (ServiceError::internal() is the Query protocol's ServiceFailure).
+    internal_error()
+}
+
+/// S3's internal error in its own words (ServiceError::internal() is the Query protocol's
+/// ServiceFailure), for a failure already logged where it happened.
+pub(crate) fn internal_error() -> ServiceError {
     ServiceError::new(
         "InternalError",
         500,

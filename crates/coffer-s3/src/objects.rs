@@ -41,11 +41,7 @@ fn via_s3(s: &Inner, ctx: &RequestContext) -> RequestContext {
 fn kms_error(e: ServiceError) -> S3Error {
     match e.code.as_str() {
         "AccessDeniedException" => access_denied(e.message),
-        "ServiceFailure" | "KMSInternalException" | "InternalError" => s3e(ServiceError::new(
-            "InternalError",
-            500,
-            "We encountered an internal error. Please try again.",
-        )),
+        "ServiceFailure" | "KMSInternalException" | "InternalError" => s3e(crate::internal_error()),
         code => s3e(ServiceError::new(format!("KMS.{code}"), 400, e.message)),
     }
 }
